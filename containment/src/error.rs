@@ -1,0 +1,70 @@
+//! Errors about input from outside: they always name the field and the reason.
+
+use std::fmt;
+
+/// Bad input: which field (a dotted path such as `agent.workload`) and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, thiserror::Error)]
+pub struct InputError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl InputError {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Prefixes the field path, e.g. `parameter` + `action` → `parameter.action`.
+    pub fn within(mut self, parent: &str) -> Self {
+        self.field = if self.field.is_empty() || self.field == "." {
+            parent.to_string()
+        } else if self.field.starts_with('[') {
+            format!("{parent}{}", self.field)
+        } else {
+            format!("{parent}.{}", self.field)
+        };
+        self
+    }
+
+    /// Deserializes `T` from JSON, turning serde's error into one that names the field path.
+    pub fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, InputError> {
+        let de = &mut serde_json::Deserializer::from_slice(bytes);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let field = if path == "." { String::new() } else { path };
+            InputError::new(field, clean_serde_message(&inner.to_string()))
+        })
+    }
+
+    /// Same as [`InputError::from_json`] for YAML documents.
+    pub fn from_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, InputError> {
+        let de = serde_yaml::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let field = if path == "." { String::new() } else { path };
+            InputError::new(field, clean_serde_message(&inner.to_string()))
+        })
+    }
+}
+
+/// serde appends " at line 1 column 42"; keep it (it helps) but drop serde's Rust-ish jargon.
+fn clean_serde_message(message: &str) -> String {
+    message
+        .replace("invalid type: ", "wrong type: ")
+        .replace("unknown variant", "unknown value")
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}", self.reason)
+        } else {
+            write!(f, "{}: {}", self.field, self.reason)
+        }
+    }
+}

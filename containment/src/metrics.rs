@@ -1,0 +1,75 @@
+//! Prometheus metrics for what an operator alerts on: actions failing, verifications failing,
+//! escalations piling up, the budget being spent.
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub alerts: IntCounterVec,
+    pub plans: IntCounterVec,
+    pub actions: IntCounterVec,
+    pub escalations: IntCounter,
+    pub budget_exhausted: IntCounter,
+    pub open_incidents: IntGauge,
+    pub decision_seconds: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new_custom(Some("firebreak".into()), None)?;
+        let alerts = IntCounterVec::new(
+            Opts::new(
+                "alerts_total",
+                "Alerts by outcome (accepted, deduplicated, rejected).",
+            ),
+            &["outcome"],
+        )?;
+        let plans =
+            IntCounterVec::new(Opts::new("plans_total", "Plans made, by mode."), &["mode"])?;
+        let actions = IntCounterVec::new(
+            Opts::new(
+                "actions_total",
+                "Containment actions by kind and result (applied, contained, verify-failed, failed, reverted, expired).",
+            ),
+            &["kind", "result"],
+        )?;
+        let escalations = IntCounter::new("escalations_total", "Incidents escalated to a human.")?;
+        let budget_exhausted = IntCounter::new(
+            "budget_exhausted_total",
+            "Automatic actions held for approval because the blast-radius budget was spent.",
+        )?;
+        let open_incidents = IntGauge::new("open_incidents", "Incidents not yet closed.")?;
+        let decision_seconds = Histogram::with_opts(
+            HistogramOpts::new("decision_seconds", "Alert bytes to plan, seconds.")
+                .buckets(vec![1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 1e-2, 0.1, 1.0, 5.0]),
+        )?;
+        registry.register(Box::new(alerts.clone()))?;
+        registry.register(Box::new(plans.clone()))?;
+        registry.register(Box::new(actions.clone()))?;
+        registry.register(Box::new(escalations.clone()))?;
+        registry.register(Box::new(budget_exhausted.clone()))?;
+        registry.register(Box::new(open_incidents.clone()))?;
+        registry.register(Box::new(decision_seconds.clone()))?;
+        Ok(Metrics {
+            registry,
+            alerts,
+            plans,
+            actions,
+            escalations,
+            budget_exhausted,
+            open_incidents,
+            decision_seconds,
+        })
+    }
+
+    /// The text exposition format served at `/metrics`.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let encoder = prometheus::TextEncoder::new();
+        if let Err(e) = encoder.encode_utf8(&self.registry.gather(), &mut out) {
+            tracing::warn!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}

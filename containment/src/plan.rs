@@ -1,0 +1,127 @@
+//! The plan: the chosen action, every candidate with its blast radius and why it was rejected.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::action::ActionKind;
+use crate::agent::AgentRef;
+use crate::alert::{Dimension, Parameter};
+
+/// What an action would break inside the envelope.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlastRadius {
+    /// How many in-envelope behaviours become blocked.
+    pub broken: usize,
+    /// Which ones, human-readable (e.g. `s3:GetObject on arn:aws:s3:::invoices/*`).
+    pub items: Vec<String>,
+    /// Behaviours whose fate could not be decided (e.g. an IAM condition not evaluated here).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undetermined: Vec<String>,
+}
+
+impl BlastRadius {
+    pub fn of(items: Vec<String>) -> Self {
+        Self {
+            broken: items.len(),
+            items,
+            undetermined: Vec::new(),
+        }
+    }
+}
+
+/// Where the action takes effect: at an enforcement point Firebreak owns (next call) or at a
+/// cloud/cluster control plane (after propagation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Enforcement {
+    Immediate,
+    Durable,
+}
+
+/// One rung considered for this breach.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Candidate {
+    pub kind: ActionKind,
+    /// What it acts on, e.g. `arn:aws:iam::123456789012:role/payment-agent`.
+    pub target: String,
+    /// How much it covers, in words.
+    pub granularity: String,
+    pub blast_radius: BlastRadius,
+    /// Whether, once effective, the breached parameter is blocked.
+    pub blocks: bool,
+    /// The inverse action, in words.
+    pub inverse: String,
+    /// How success is verified, in words.
+    pub verify: String,
+    pub enforcement: Enforcement,
+    /// Why this candidate was not chosen (`None` on the chosen one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<String>,
+    /// Notes the operator must read (e.g. why IAM writes are also denied).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// The control plane's own description of the change, including the pre-image needed to
+    /// undo it. Journaled with the intent; opaque to the engine.
+    pub spec: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Plan only; nothing is written anywhere but the journal.
+    DryRun,
+    /// Wait for a human to approve this exact plan.
+    Approve,
+    /// Apply now, within the blast-radius budget.
+    Auto,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::DryRun => "dry-run",
+            Mode::Approve => "approve",
+            Mode::Auto => "auto",
+        }
+    }
+}
+
+/// A plan for one alert of one incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub id: String,
+    pub incident: String,
+    pub alert: String,
+    pub agent: AgentRef,
+    pub dimension: Dimension,
+    pub parameter: Parameter,
+    pub envelope_version: Option<u64>,
+    pub mode: Mode,
+    /// Why this mode (the runbook rule, or the safety rule that overrode it).
+    pub mode_reason: String,
+    /// The action to take; `None` when no candidate blocks the breach.
+    pub chosen: Option<Candidate>,
+    /// Every candidate considered, narrowest first, each with why it was rejected.
+    pub candidates: Vec<Candidate>,
+    /// Set when a human must look (learning envelope, budget exhausted, nothing blocks…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation: Option<String>,
+    /// Seconds the action stays before it is reverted automatically.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<u64>,
+    /// sha256 of this plan without the hash: approvals are bound to it.
+    pub hash: String,
+}
+
+impl Plan {
+    /// Computes the hash over every field but `hash`, so an approval names exactly this plan.
+    pub fn seal(mut self) -> Plan {
+        self.hash = String::new();
+        let bytes = serde_json::to_vec(&self).unwrap_or_default();
+        self.hash = hex::encode(Sha256::digest(&bytes));
+        self
+    }
+}

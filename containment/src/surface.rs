@@ -1,0 +1,80 @@
+//! The one trait every control plane implements: observe → candidates → apply → verify → revert.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::action::Surface;
+use crate::alert::Alert;
+use crate::envelope::Envelope;
+use crate::plan::Candidate;
+
+/// What a control plane is asked to plan for.
+#[derive(Clone, Copy)]
+pub struct PlanInput<'a> {
+    pub incident: &'a str,
+    pub alert: &'a Alert,
+    pub envelope: &'a Envelope,
+}
+
+/// The control-plane state a plan was computed from. Produces candidates without I/O, so the
+/// decision path stays pure once the state is read.
+pub trait Observation: Send + Sync {
+    fn candidates(&self, input: &PlanInput<'_>) -> Result<Vec<Candidate>, SurfaceError>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// False when the target was already in the desired state (idempotent success).
+    pub changed: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SurfaceError {
+    #[error("{plane} is unreachable: {detail}; check its endpoint, network and credentials")]
+    Unreachable { plane: &'static str, detail: String },
+    #[error("{plane} refused the request: {detail}")]
+    Refused { plane: &'static str, detail: String },
+    #[error("{plane}: the target changed while Firebreak acted ({detail}); re-plan the incident")]
+    Conflict { plane: &'static str, detail: String },
+    #[error("{plane} cannot contain this: {detail}")]
+    Unsupported { plane: &'static str, detail: String },
+    #[error("{plane}: {detail}")]
+    Invalid { plane: &'static str, detail: String },
+}
+
+/// One control plane (AWS IAM, the MCP gateway, pgvector, …).
+///
+/// `apply` and `revert` must be idempotent: called again after a crash they find the target
+/// already in state and return `changed: false` without writing.
+#[async_trait]
+pub trait ControlPlane: Send + Sync {
+    fn surface(&self) -> Surface;
+
+    /// Whether this plane can act for this alert (its dimension, and a binding for the agent).
+    fn handles(&self, input: &PlanInput<'_>) -> bool;
+
+    /// Reads the state the blast radius needs. Reads only: dry runs rely on it.
+    async fn observe(&self, input: &PlanInput<'_>) -> Result<Box<dyn Observation>, SurfaceError>;
+
+    async fn apply(&self, action: &Candidate) -> Result<Outcome, SurfaceError>;
+
+    /// Whether the action is in effect (read back from the control plane).
+    async fn verify(&self, action: &Candidate) -> Result<Verification, SurfaceError>;
+
+    async fn revert(&self, action: &Candidate) -> Result<Outcome, SurfaceError>;
+
+    /// Whether the revert is in effect.
+    async fn verify_reverted(&self, action: &Candidate) -> Result<Verification, SurfaceError>;
+
+    /// How long verification may poll before the incident reads `verify-failed`.
+    fn verify_deadline(&self) -> Duration;
+}

@@ -1,0 +1,126 @@
+//! Assembling an engine from the config: journal, envelopes, runbooks, control planes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use firebreak_aws::{AwsConfig, AwsIam};
+use firebreak_containment::engine::{Engine, EngineConfig, Fault, Parts};
+use firebreak_containment::journal::Journal;
+use firebreak_containment::metrics::Metrics;
+use firebreak_containment::runbook::Runbooks;
+use firebreak_containment::surface::ControlPlane;
+use firebreak_containment::EnvelopeStore;
+
+use crate::config::Config;
+
+pub struct Paths {
+    pub data: PathBuf,
+    pub envelopes: PathBuf,
+    pub journal: PathBuf,
+    pub token: PathBuf,
+}
+
+impl Paths {
+    pub fn new(config: &Config, data_dir_flag: Option<&Path>) -> anyhow::Result<Paths> {
+        let data = config.data_dir(data_dir_flag)?;
+        Ok(Paths {
+            envelopes: config
+                .envelopes
+                .clone()
+                .unwrap_or_else(|| data.join("envelopes")),
+            journal: data.join("journal.db"),
+            token: config
+                .api
+                .token_file
+                .clone()
+                .unwrap_or_else(|| data.join("api-token")),
+            data,
+        })
+    }
+}
+
+pub fn runbooks(config: &Config) -> anyhow::Result<Runbooks> {
+    Ok(match &config.runbooks {
+        Some(dir) => Runbooks::load_dir(dir)?,
+        None => Runbooks::embedded()?,
+    })
+}
+
+/// Opens the journal and everything else; folds the journal into the incident view.
+pub async fn engine(config: &Config, paths: &Paths) -> anyhow::Result<Engine> {
+    std::fs::create_dir_all(&paths.data)
+        .with_context(|| format!("cannot create data dir {}", paths.data.display()))?;
+    let journal = Journal::open(&paths.journal)?;
+    let envelopes = EnvelopeStore::load_dir(&paths.envelopes)?;
+    let mut planes: Vec<Arc<dyn ControlPlane>> = Vec::new();
+    if config.aws.enabled {
+        planes.push(Arc::new(
+            AwsIam::new(&AwsConfig {
+                region: config.aws.region.clone(),
+                endpoint: config.aws.endpoint.clone(),
+                verify_deadline: config.aws.verify_deadline,
+            })
+            .await,
+        ));
+    }
+    let fault = match std::env::var("FIREBREAK_FAULT") {
+        Ok(name) => Some(Fault::parse(&name).with_context(|| {
+            format!("FIREBREAK_FAULT={name:?} is not a known fault (crash-after-intent)")
+        })?),
+        Err(_) => None,
+    };
+    let engine = Engine::open(Parts {
+        journal,
+        envelopes,
+        runbooks: runbooks(config)?,
+        planes,
+        metrics: Metrics::new()?,
+        config: EngineConfig {
+            budget: config.budget,
+            fault,
+            verify_poll: Duration::from_millis(250),
+        },
+    })?;
+    tracing::info!(
+        envelopes = engine.envelopes().len(),
+        dir = %paths.envelopes.display(),
+        "envelopes loaded"
+    );
+    Ok(engine)
+}
+
+/// Reads the API token, creating it (0600) on first start. Never logs the token itself.
+pub fn api_token(path: &Path) -> anyhow::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_string()),
+        Ok(_) => anyhow::bail!(
+            "API token file {} is empty; delete it to get a new one",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read API token {}", path.display()))
+        }
+    }
+    let token = hex::encode(rand::random::<[u8; 32]>());
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    write_private(path, &token)
+        .with_context(|| format!("cannot write API token {}", path.display()))?;
+    tracing::info!(path = %path.display(), "created an API token; send it as `Authorization: Bearer <token>`");
+    Ok(token)
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())
+}

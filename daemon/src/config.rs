@@ -1,0 +1,106 @@
+//! Configuration: one YAML file, with an embedded default so `firebreak serve` runs bare.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use firebreak_containment::budget::BudgetConfig;
+use firebreak_containment::InputError;
+use serde::Deserialize;
+
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/default.yaml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: Option<PathBuf>,
+    pub envelopes: Option<PathBuf>,
+    pub runbooks: Option<PathBuf>,
+    pub api: ApiConfig,
+    pub budget: BudgetConfig,
+    pub aws: AwsSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApiConfig {
+    pub token_file: Option<PathBuf>,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AwsSection {
+    pub enabled: bool,
+    pub region: String,
+    pub endpoint: Option<String>,
+    #[serde(deserialize_with = "duration")]
+    pub verify_deadline: Duration,
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "{text:?} is not a duration like 30s, 5m or 1h: {e}"
+        ))
+    })
+}
+
+impl Config {
+    /// The config in `path`, or the embedded default.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        let (origin, text) = match path {
+            Some(p) => (
+                p.display().to_string(),
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read config {}", p.display()))?,
+            ),
+            None => (
+                "embedded default config".to_string(),
+                EMBEDDED_DEFAULT.to_string(),
+            ),
+        };
+        InputError::from_yaml::<Config>(&text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))
+    }
+
+    /// `--data-dir` wins, then the config, then the environment's conventions.
+    pub fn data_dir(&self, flag: Option<&Path>) -> anyhow::Result<PathBuf> {
+        if let Some(dir) = flag
+            .map(Path::to_path_buf)
+            .or_else(|| self.data_dir.clone())
+        {
+            return Ok(dir);
+        }
+        if let Some(dir) = std::env::var_os("FIREBREAK_DATA_DIR") {
+            return Ok(PathBuf::from(dir));
+        }
+        if let Some(xdg) = std::env::var_os("XDG_DATA_HOME") {
+            return Ok(PathBuf::from(xdg).join("firebreak"));
+        }
+        let home = std::env::var_os("HOME")
+            .context("no data dir: set --data-dir, FIREBREAK_DATA_DIR or HOME")?;
+        Ok(PathBuf::from(home).join(".local/share/firebreak"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_parses() {
+        let c = Config::load(None).expect("embedded config is valid");
+        assert_eq!(c.listen.port(), 8470);
+        assert_eq!(c.aws.verify_deadline, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn bad_field_is_named() {
+        let text = EMBEDDED_DEFAULT.replace("verifyDeadline: 5m", "verifyDeadline: soon");
+        let err = InputError::from_yaml::<Config>(&text).expect_err("bad duration");
+        assert_eq!(err.field, "aws.verifyDeadline");
+    }
+}

@@ -1,0 +1,238 @@
+//! The HTTP API (DESIGN §4): alerts in, incidents out, approvals and rollbacks; bearer-token
+//! authentication on everything but `/healthz`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use firebreak_containment::engine::{Engine, EngineError, Request as PlanRequest};
+use firebreak_containment::incident::Incident;
+use firebreak_containment::{Alert, InputError};
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Clone)]
+pub struct Api {
+    pub engine: Engine,
+    pub token: Arc<str>,
+}
+
+pub fn router(api: Api, max_body_bytes: usize) -> Router {
+    let authenticated = Router::new()
+        .route("/v1/alerts", post(post_alert))
+        .route("/v1/incidents", get(list_incidents))
+        .route("/v1/incidents/{id}", get(get_incident))
+        .route("/v1/incidents/{id}/approve", post(approve))
+        .route("/v1/incidents/{id}/rollback", post(rollback))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(api.clone(), authenticate));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(authenticated)
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "",
+                "no such endpoint; see the README for the API",
+            )
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .with_state(api)
+}
+
+/// `{"error": {"field": …, "reason": …}}` with the given status.
+pub fn error(status: StatusCode, field: &str, reason: &str) -> Response {
+    ApiError {
+        status,
+        field: field.to_string(),
+        reason: reason.to_string(),
+    }
+    .into_response()
+}
+
+/// An error answer: which field, why, and the status.
+pub struct ApiError {
+    status: StatusCode,
+    field: String,
+    reason: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"error": {"field": self.field, "reason": self.reason}})),
+        )
+            .into_response()
+    }
+}
+
+impl From<InputError> for ApiError {
+    fn from(e: InputError) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            field: e.field,
+            reason: e.reason,
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        let (status, field) = match &e {
+            EngineError::UnknownAgent { .. } => (StatusCode::NOT_FOUND, "agent"),
+            EngineError::UnknownIncident(_) => (StatusCode::NOT_FOUND, "id"),
+            EngineError::PlanHashMismatch { .. } => (StatusCode::CONFLICT, "planHash"),
+            EngineError::AlreadyApproved { .. } => (StatusCode::CONFLICT, "planHash"),
+            EngineError::NothingToApprove(_) => (StatusCode::CONFLICT, "id"),
+            EngineError::Journal(_) => (StatusCode::SERVICE_UNAVAILABLE, ""),
+            EngineError::NoPlane(_) => (StatusCode::UNPROCESSABLE_ENTITY, "dimension"),
+        };
+        ApiError {
+            status,
+            field: field.to_string(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| ApiError {
+        status: rejection.status(),
+        field: String::new(),
+        reason: format!("cannot read the body: {}", rejection.body_text()),
+    })
+}
+
+async fn authenticate(State(api): State<Api>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(token) if constant_time_eq(token.as_bytes(), api.token.as_bytes()) => {
+            next.run(request).await
+        }
+        _ => {
+            let mut response = error(
+                StatusCode::UNAUTHORIZED,
+                "Authorization",
+                "send `Authorization: Bearer <token>` with the token from the API token file",
+            );
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            response
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn post_alert(State(api): State<Api>, raw: Result<Bytes, BytesRejection>) -> Response {
+    let outcome = async {
+        let alert = Alert::from_json(&body(raw)?)?;
+        let submitted = api.engine.submit(alert, PlanRequest::Runbook).await?;
+        let status = if submitted.deduplicated {
+            StatusCode::OK
+        } else {
+            StatusCode::ACCEPTED
+        };
+        Ok::<_, ApiError>((status, Json(submitted)).into_response())
+    }
+    .await;
+    outcome.unwrap_or_else(|e| {
+        api.engine
+            .metrics()
+            .alerts
+            .with_label_values(&["rejected"])
+            .inc();
+        e.into_response()
+    })
+}
+
+/// One line per incident for listings.
+pub fn summary(i: &Incident) -> serde_json::Value {
+    json!({
+        "id": i.id,
+        "agent": i.agent.key(),
+        "dimension": i.dimension,
+        "status": i.status(),
+        "openedAt": i.opened_at,
+        "updatedAt": i.updated_at,
+        "alerts": i.alerts.len(),
+        "plans": i.plans.len(),
+    })
+}
+
+/// The full incident with its derived status.
+pub fn detail(i: &Incident) -> serde_json::Value {
+    let mut v = serde_json::to_value(i).unwrap_or_default();
+    if let Some(map) = v.as_object_mut() {
+        map.insert("status".into(), json!(i.status()));
+    }
+    v
+}
+
+async fn list_incidents(State(api): State<Api>) -> Response {
+    let incidents = api.engine.incidents().await;
+    Json(json!({"incidents": incidents.iter().map(summary).collect::<Vec<_>>()})).into_response()
+}
+
+async fn get_incident(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let incident = api
+        .engine
+        .incident(&id)
+        .await
+        .ok_or(EngineError::UnknownIncident(id))?;
+    Ok(Json(detail(&incident)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Approval {
+    plan_hash: String,
+    #[serde(default)]
+    by: Option<String>,
+}
+
+async fn approve(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let approval: Approval = InputError::from_json(&body(raw)?)?;
+    let by = approval.by.unwrap_or_else(|| "api".to_string());
+    let plan = api.engine.approve(&id, &approval.plan_hash, &by).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"incident": id, "plan": plan, "status": "applying"})),
+    )
+        .into_response())
+}
+
+async fn rollback(State(api): State<Api>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let status = api.engine.rollback(&id).await?;
+    Ok(Json(json!({"incident": id, "status": status})).into_response())
+}
+
+async fn metrics(State(api): State<Api>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        api.engine.metrics().render(),
+    )
+        .into_response()
+}

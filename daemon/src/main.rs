@@ -1,0 +1,386 @@
+//! `firebreak`: the containment daemon and its command line.
+
+mod app;
+mod config;
+mod http;
+mod render;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use firebreak_containment::engine::Request;
+use firebreak_containment::envelope::Envelope;
+use firebreak_containment::incident::PlanStatus;
+use firebreak_containment::runbook::Runbooks;
+use firebreak_containment::{AgentRef, Alert};
+
+use crate::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "firebreak",
+    version,
+    about = "The smallest containment that puts an AI agent back inside its envelope."
+)]
+struct Cli {
+    /// Config file (YAML). Default: the embedded default config.
+    #[arg(long, global = true, env = "FIREBREAK_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data dir (journal, envelopes, API token). Overrides the config.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (HTTP API on the configured address).
+    Serve,
+    /// Print the plan for an alert; change nothing, journal nothing.
+    Plan {
+        /// Alert JSON file, or - for stdin.
+        #[arg(long)]
+        alert: PathBuf,
+    },
+    /// Plan, apply and verify one alert now; running it is your approval of the plan.
+    Contain {
+        /// Alert JSON file, or - for stdin.
+        #[arg(long)]
+        alert: PathBuf,
+        /// Plan and journal a rehearsal; make no change at any control plane.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Undo every action of an incident and verify the undo.
+    Rollback { id: String },
+    /// List or show incidents.
+    Incidents {
+        #[command(subcommand)]
+        command: IncidentsCommand,
+    },
+    /// Show or import envelopes.
+    Envelope {
+        #[command(subcommand)]
+        command: EnvelopeCommand,
+    },
+    /// Validate runbooks.
+    Runbook {
+        #[command(subcommand)]
+        command: RunbookCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum IncidentsCommand {
+    List,
+    Show { id: String },
+}
+
+#[derive(Subcommand)]
+enum EnvelopeCommand {
+    /// Show one agent's envelope (cluster/namespace/Kind/name), or all.
+    Show { agent: Option<String> },
+    /// Validate an envelope file and install it in the envelope directory.
+    Import { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum RunbookCommand {
+    /// Validate every *.yaml runbook in DIR; errors name the file and the field.
+    Check { dir: PathBuf },
+}
+
+/// Exit codes: 0 contained or planned; 1 error; 2 bad input; 3 not contained (waiting, failed).
+const EXIT_NOT_CONTAINED: u8 = 3;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(matches!(cli.command, Command::Serve));
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("firebreak: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("firebreak: {e:#}");
+            ExitCode::from(if e.downcast_ref::<BadInput>().is_some() {
+                2
+            } else {
+                1
+            })
+        }
+    }
+}
+
+/// Errors about what the user gave us (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BadInput(String);
+
+fn init_tracing(daemon: bool) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("FIREBREAK_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(if daemon { "info" } else { "warn" })
+        });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = Config::load(cli.config.as_deref()).map_err(|e| BadInput(format!("{e:#}")))?;
+    let paths = app::Paths::new(&config, cli.data_dir.as_deref())?;
+    let out = cli.output;
+    match cli.command {
+        Command::Serve => serve(config, paths).await,
+        Command::Plan { alert } => {
+            let alert = read_alert(&alert)?;
+            let engine = app::engine(&config, &paths).await?;
+            let plan = engine.plan_only(&alert).await?;
+            print(out, &plan, || render::plan(&plan));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Contain { alert, dry_run } => {
+            let alert = read_alert(&alert)?;
+            let engine = app::engine(&config, &paths).await?;
+            let request = if dry_run {
+                Request::DryRun
+            } else {
+                Request::Operator(format!(
+                    "cli:{}",
+                    std::env::var("USER").unwrap_or_else(|_| "operator".into())
+                ))
+            };
+            let submitted = engine.submit(alert, request).await?;
+            let status = if submitted.status == PlanStatus::Applying {
+                engine
+                    .execute(&submitted.incident, &submitted.plan.id)
+                    .await?
+            } else {
+                submitted.status
+            };
+            let incident = engine.incident(&submitted.incident).await;
+            let json = serde_json::json!({"incident": submitted.incident, "status": status,
+                                          "deduplicated": submitted.deduplicated, "plan": submitted.plan});
+            print(out, &json, || {
+                format!(
+                    "{}\nstatus: {}{}\n",
+                    render::plan(&submitted.plan),
+                    render::status(status),
+                    incident
+                        .and_then(|i| i.plan(&submitted.plan.id).and_then(|p| p.detail.clone()))
+                        .map(|d| format!(" ({d})"))
+                        .unwrap_or_default()
+                )
+            });
+            Ok(match status {
+                PlanStatus::Contained | PlanStatus::DryRun => ExitCode::SUCCESS,
+                _ => ExitCode::from(EXIT_NOT_CONTAINED),
+            })
+        }
+        Command::Rollback { id } => {
+            let engine = app::engine(&config, &paths).await?;
+            let status = engine.rollback(&id).await?;
+            let json = serde_json::json!({"incident": id, "status": status});
+            print(out, &json, || format!("{id}: {}\n", render::status(status)));
+            Ok(match status {
+                PlanStatus::Reverted
+                | PlanStatus::Cancelled
+                | PlanStatus::Expired
+                | PlanStatus::DryRun => ExitCode::SUCCESS,
+                _ => ExitCode::from(EXIT_NOT_CONTAINED),
+            })
+        }
+        Command::Incidents { command } => {
+            let engine = app::engine(&config, &paths).await?;
+            match command {
+                IncidentsCommand::List => {
+                    let incidents = engine.incidents().await;
+                    let json = serde_json::json!({"incidents": incidents.iter().map(http::summary).collect::<Vec<_>>()});
+                    print(out, &json, || render::incident_list(&incidents));
+                }
+                IncidentsCommand::Show { id } => {
+                    let incident = engine.incident(&id).await.ok_or_else(|| {
+                        BadInput(format!(
+                            "no incident {id}; list them with `firebreak incidents list`"
+                        ))
+                    })?;
+                    print(out, &http::detail(&incident), || {
+                        render::incident(&incident)
+                    });
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Envelope { command } => envelope(command, out, &config, &paths).await,
+        Command::Runbook {
+            command: RunbookCommand::Check { dir },
+        } => {
+            let runbooks = Runbooks::load_dir(&dir).map_err(|e| BadInput(e.to_string()))?;
+            let json = serde_json::json!({"ok": true, "rules": runbooks.rules()});
+            print(out, &json, || {
+                format!(
+                    "{}: {} rule(s), all valid\n",
+                    dir.display(),
+                    runbooks.rules().len()
+                )
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn serve(config: Config, paths: app::Paths) -> anyhow::Result<ExitCode> {
+    let token = app::api_token(&paths.token)?;
+    let engine = app::engine(&config, &paths).await?;
+    engine.recover().await;
+    let router = http::router(
+        http::Api {
+            engine,
+            token: Arc::from(token),
+        },
+        config.api.max_body_bytes,
+    );
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}; is another firebreak running?",
+                config.listen
+            )
+        })?;
+    tracing::info!(addr = %listener.local_addr()?, data = %paths.data.display(), "firebreak serving");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn envelope(
+    command: EnvelopeCommand,
+    out: Output,
+    config: &Config,
+    paths: &app::Paths,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        EnvelopeCommand::Show { agent } => {
+            let store = firebreak_containment::EnvelopeStore::load_dir(&paths.envelopes)?;
+            let mut shown: Vec<&Envelope> = store
+                .iter()
+                .filter(|e| agent.as_deref().is_none_or(|a| e.agent_key().0 == a))
+                .collect();
+            shown.sort_by_key(|e| e.agent_key());
+            if shown.is_empty() {
+                bail!(BadInput(match agent {
+                    Some(a) => format!("no envelope for {a} in {}", paths.envelopes.display()),
+                    None => format!(
+                        "no envelopes in {}; import one with `firebreak envelope import FILE`",
+                        paths.envelopes.display()
+                    ),
+                }));
+            }
+            print(out, &shown, || {
+                shown.iter().map(|e| render::envelope(e)).collect()
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        EnvelopeCommand::Import { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let envelope = Envelope::from_yaml(&text)
+                .map_err(|e| BadInput(format!("{}: {e}", file.display())))?;
+            let agent: &AgentRef = &envelope.spec.agent;
+            let engine = app::engine(config, paths).await?;
+            if engine.has_open_incident(agent).await {
+                bail!(BadInput(format!(
+                    "{} has an open incident: its envelope is frozen until the incident is rolled back or expires",
+                    agent.key()
+                )));
+            }
+            if let Some(current) = engine.envelopes().get(&agent.key()) {
+                if envelope.spec.version <= current.spec.version {
+                    bail!(BadInput(format!(
+                        "spec.version {} is not newer than the installed version {} of {}",
+                        envelope.spec.version,
+                        current.spec.version,
+                        agent.key()
+                    )));
+                }
+            }
+            std::fs::create_dir_all(&paths.envelopes)?;
+            let target = paths.envelopes.join(envelope_file_name(agent));
+            std::fs::write(&target, text)
+                .with_context(|| format!("cannot write {}", target.display()))?;
+            let json = serde_json::json!({"agent": agent.key(), "version": envelope.spec.version, "path": target});
+            print(out, &json, || {
+                format!(
+                    "installed {} v{} at {}\n",
+                    agent.key(),
+                    envelope.spec.version,
+                    target.display()
+                )
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn envelope_file_name(agent: &AgentRef) -> String {
+    agent.key().0.replace('/', "_") + ".yaml"
+}
+
+fn read_alert(path: &Path) -> anyhow::Result<Alert> {
+    let bytes = if path == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().take_limit(), &mut buf)?;
+        buf
+    } else {
+        std::fs::read(path).with_context(|| format!("cannot read alert {}", path.display()))?
+    };
+    Alert::from_json(&bytes).map_err(|e| BadInput(format!("{}: {e}", path.display())).into())
+}
+
+trait TakeLimit {
+    fn take_limit(self) -> std::io::Take<std::io::Stdin>;
+}
+
+impl TakeLimit for std::io::Stdin {
+    /// One byte more than an alert may be, so oversize input is reported as such.
+    fn take_limit(self) -> std::io::Take<std::io::Stdin> {
+        std::io::Read::take(
+            self,
+            firebreak_containment::alert::MAX_ALERT_BYTES as u64 + 1,
+        )
+    }
+}
+
+fn print<T: serde::Serialize>(out: Output, value: &T, text: impl FnOnce() -> String) {
+    match out {
+        Output::Json => match serde_json::to_string_pretty(value) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("firebreak: cannot encode output: {e}"),
+        },
+        Output::Text => print!("{}", text()),
+    }
+}

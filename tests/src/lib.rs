@@ -1,0 +1,8 @@
+//! Test harness of Firebreak's end-to-end tests: real servers on loopback.
+//!
+//! Run everything through `./scripts/test`, which installs the servers (moto, …) and exports
+//! where they are (`FIREBREAK_MOTO_SERVER`, …).
+
+pub mod moto;
+
+pub use moto::{decode_policy, seed_role, IamRequest, Moto};
