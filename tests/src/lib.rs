@@ -3,6 +3,7 @@
 //! Run everything through `./scripts/test`, which installs the servers (moto, …) and exports
 //! where they are (`FIREBREAK_MOTO_SERVER`, …).
 
+pub mod daemon;
 pub mod moto;
 
 pub use moto::{decode_policy, seed_role, IamRequest, Moto};

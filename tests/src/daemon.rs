@@ -1,0 +1,272 @@
+//! The real `firebreak` binary as a daemon: its own config, data dir and port; killed on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+
+use crate::moto::{ACCESS_KEY_ID, SECRET_ACCESS_KEY};
+
+/// How a test wants its daemon.
+#[derive(Clone)]
+pub struct DaemonOptions {
+    pub iam_endpoint: String,
+    /// Runbook YAML; `None` = the embedded default runbook.
+    pub runbook: Option<String>,
+    /// `budget:` block of the config.
+    pub budget: (usize, usize, usize),
+    /// `FIREBREAK_FAULT` for this run.
+    pub fault: Option<&'static str>,
+    pub verify_deadline: &'static str,
+}
+
+impl DaemonOptions {
+    pub fn new(iam_endpoint: String) -> Self {
+        Self {
+            iam_endpoint,
+            runbook: None,
+            budget: (100, 100, 100),
+            fault: None,
+            verify_deadline: "10s",
+        }
+    }
+}
+
+/// A data dir with its config and envelopes: outlives daemon restarts.
+pub struct Workspace {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+impl Workspace {
+    pub fn new(bin: &str) -> Result<Workspace> {
+        Ok(Workspace {
+            dir: tempfile::tempdir()?,
+            bin: PathBuf::from(bin),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn envelopes(&self) -> PathBuf {
+        self.dir.path().join("data/envelopes")
+    }
+
+    /// Writes an envelope YAML into the envelope directory.
+    pub fn add_envelope(&self, name: &str, yaml: &str) -> Result<()> {
+        std::fs::create_dir_all(self.envelopes())?;
+        std::fs::write(self.envelopes().join(format!("{name}.yaml")), yaml)?;
+        Ok(())
+    }
+
+    fn write_config(&self, options: &DaemonOptions, port: u16) -> Result<PathBuf> {
+        let runbooks = match &options.runbook {
+            Some(text) => {
+                let dir = self.dir.path().join("runbooks");
+                std::fs::create_dir_all(&dir)?;
+                std::fs::write(dir.join("test.yaml"), text)?;
+                format!("{:?}", dir.display().to_string())
+            }
+            None => "~".into(),
+        };
+        let (global, namespace, agent) = options.budget;
+        let config = format!(
+            "listen: 127.0.0.1:{port}\n\
+             dataDir: {data:?}\n\
+             envelopes: ~\n\
+             runbooks: {runbooks}\n\
+             api:\n  tokenFile: ~\n  maxBodyBytes: 65536\n\
+             budget:\n  globalPerMinute: {global}\n  namespacePerMinute: {namespace}\n  agentPerMinute: {agent}\n\
+             aws:\n  enabled: true\n  region: us-east-1\n  endpoint: {endpoint:?}\n  verifyDeadline: {deadline}\n",
+            data = self.dir.path().join("data").display().to_string(),
+            endpoint = options.iam_endpoint,
+            deadline = options.verify_deadline,
+        );
+        let path = self.dir.path().join("config.yaml");
+        std::fs::write(&path, config)?;
+        Ok(path)
+    }
+
+    /// Runs a one-shot CLI command against this workspace; returns (exit code, stdout, stderr).
+    pub fn cli(&self, options: &DaemonOptions, args: &[&str]) -> Result<(i32, String, String)> {
+        let config = self.write_config(options, free_port()?)?;
+        let out = Command::new(&self.bin)
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .envs(aws_env())
+            .output()
+            .context("cannot run firebreak")?;
+        Ok((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+
+    /// Starts `firebreak serve` and waits until `/healthz` answers.
+    pub async fn start(&self, options: &DaemonOptions) -> Result<Daemon> {
+        let port = free_port()?;
+        let config = self.write_config(options, port)?;
+        let log = self.dir.path().join(format!("daemon-{port}.log"));
+        let mut command = Command::new(&self.bin);
+        command
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .envs(aws_env())
+            .env("FIREBREAK_LOG", "info,firebreak_containment=debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?);
+        match options.fault {
+            Some(f) => command.env("FIREBREAK_FAULT", f),
+            None => command.env_remove("FIREBREAK_FAULT"),
+        };
+        let child = command.spawn().context("cannot start firebreak serve")?;
+        let mut daemon = Daemon {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            token: String::new(),
+            log,
+        };
+        daemon.wait_healthy().await?;
+        daemon.token = std::fs::read_to_string(self.dir.path().join("data/api-token"))?
+            .trim()
+            .to_string();
+        Ok(daemon)
+    }
+}
+
+fn aws_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ]
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+pub struct Daemon {
+    child: Child,
+    pub base: String,
+    pub token: String,
+    log: PathBuf,
+}
+
+impl Daemon {
+    async fn wait_healthy(&self) -> Result<()> {
+        let until = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < until {
+            if let Ok(r) = reqwest::get(format!("{}/healthz", self.base)).await {
+                if r.status().is_success() {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("firebreak did not become healthy; log:\n{}", self.log())
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for the process to exit by itself (e.g. a fault-injected crash).
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let until = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > until {
+                bail!("firebreak did not exit within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn healthy(&self) -> bool {
+        reqwest::get(format!("{}/healthz", self.base))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    }
+
+    /// POSTs `body` (raw bytes) with the token; returns (status, JSON body or Null).
+    pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> Result<(u16, Value)> {
+        let r = reqwest::Client::new()
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        let text = r.text().await?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
+        self.post_raw(path, body.to_string().into_bytes()).await
+    }
+
+    pub async fn get(&self, path: &str) -> Result<(u16, Value)> {
+        let r = reqwest::Client::new()
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        let text = r.text().await?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    }
+
+    pub async fn incident(&self, id: &str) -> Result<Value> {
+        let (status, body) = self.get(&format!("/v1/incidents/{id}")).await?;
+        if status != 200 {
+            bail!("GET incident {id}: {status} {body}");
+        }
+        Ok(body)
+    }
+
+    /// Polls the incident until its status is `want`; fails with the incident and the log.
+    pub async fn wait_status(&self, id: &str, want: &str, timeout: Duration) -> Result<Value> {
+        let until = Instant::now() + timeout;
+        loop {
+            let incident = self.incident(id).await?;
+            if incident["status"] == want {
+                return Ok(incident);
+            }
+            if Instant::now() > until {
+                return Err(anyhow!(
+                    "incident {id} is {} not {want} after {timeout:?}:\n{incident:#}\nlog:\n{}",
+                    incident["status"],
+                    self.log()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
