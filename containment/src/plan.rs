@@ -125,3 +125,21 @@ impl Plan {
         self
     }
 }
+
+/// A candidate for unit tests of the planner and runbooks.
+#[cfg(test)]
+pub(crate) fn sample_candidate(kind: ActionKind, broken: usize) -> Candidate {
+    Candidate {
+        kind,
+        target: "target".into(),
+        granularity: "granularity".into(),
+        blast_radius: BlastRadius::of((0..broken).map(|i| format!("behaviour {i}")).collect()),
+        blocks: true,
+        inverse: "inverse".into(),
+        verify: "verify".into(),
+        enforcement: Enforcement::Durable,
+        rejected: None,
+        notes: vec![],
+        spec: serde_json::Value::Null,
+    }
+}

@@ -71,21 +71,12 @@ fn rejection(c: &Candidate, chosen: &Candidate) -> String {
 mod tests {
     use super::*;
     use crate::action::ActionKind;
-    use crate::plan::{BlastRadius, Enforcement};
+    use crate::plan::sample_candidate;
 
     fn candidate(kind: ActionKind, broken: usize, blocks: bool) -> Candidate {
         Candidate {
-            kind,
-            target: "t".into(),
-            granularity: "g".into(),
-            blast_radius: BlastRadius::of((0..broken).map(|i| format!("b{i}")).collect()),
             blocks,
-            inverse: "i".into(),
-            verify: "v".into(),
-            enforcement: Enforcement::Durable,
-            rejected: None,
-            notes: vec![],
-            spec: serde_json::Value::Null,
+            ..sample_candidate(kind, broken)
         }
     }
 

@@ -294,7 +294,7 @@ impl Runbooks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{BlastRadius, Enforcement};
+    use crate::plan::sample_candidate;
 
     fn alert(tier: &str) -> Alert {
         let v = serde_json::json!({
@@ -308,29 +308,13 @@ mod tests {
         Alert::from_json(v.to_string().as_bytes()).expect("valid alert")
     }
 
-    fn chosen(kind: ActionKind, broken: usize) -> Candidate {
-        Candidate {
-            kind,
-            target: "t".into(),
-            granularity: "g".into(),
-            blast_radius: BlastRadius::of((0..broken).map(|i| i.to_string()).collect()),
-            blocks: true,
-            inverse: "i".into(),
-            verify: "v".into(),
-            enforcement: Enforcement::Durable,
-            rejected: None,
-            notes: vec![],
-            spec: serde_json::Value::Null,
-        }
-    }
-
     #[test]
     fn attack_attempt_with_zero_blast_is_auto() {
         let rb = Runbooks::embedded().expect("embedded runbook parses");
         let d = rb.decide(
             &alert("attack-attempt"),
             EnvelopeStatus::Converged,
-            Some(&chosen(ActionKind::AwsInlineDeny, 0)),
+            Some(&sample_candidate(ActionKind::AwsInlineDeny, 0)),
         );
         assert_eq!(d.mode, Mode::Auto, "{d:?}");
         assert_eq!(d.ttl, Some(Duration::from_secs(24 * 3600)));
@@ -342,7 +326,7 @@ mod tests {
         let d = rb.decide(
             &alert("attack-attempt"),
             EnvelopeStatus::Converged,
-            Some(&chosen(ActionKind::AwsInlineDeny, 1)),
+            Some(&sample_candidate(ActionKind::AwsInlineDeny, 1)),
         );
         assert_eq!(d.mode, Mode::Approve);
         assert!(d.reason.contains("blast radius 1"), "{d:?}");
@@ -354,7 +338,7 @@ mod tests {
         let d = rb.decide(
             &alert("anomaly"),
             EnvelopeStatus::Converged,
-            Some(&chosen(ActionKind::AwsInlineDeny, 0)),
+            Some(&sample_candidate(ActionKind::AwsInlineDeny, 0)),
         );
         assert_eq!(d.mode, Mode::Approve);
     }
@@ -365,7 +349,7 @@ mod tests {
         let d = rb.decide(
             &alert("attack-attempt"),
             EnvelopeStatus::Learning,
-            Some(&chosen(ActionKind::AwsInlineDeny, 0)),
+            Some(&sample_candidate(ActionKind::AwsInlineDeny, 0)),
         );
         assert_eq!(d.mode, Mode::Approve);
         assert!(d.escalation.is_some());
@@ -377,7 +361,7 @@ mod tests {
         let d = rb.decide(
             &alert("attack-attempt"),
             EnvelopeStatus::Converged,
-            Some(&chosen(ActionKind::AwsDetachPolicy, 0)),
+            Some(&sample_candidate(ActionKind::AwsDetachPolicy, 0)),
         );
         assert_eq!(d.mode, Mode::Approve);
         assert!(d.reason.contains("broader"), "{d:?}");

@@ -201,21 +201,13 @@ impl Daemon {
             .is_ok_and(|r| r.status().is_success())
     }
 
-    /// POSTs `body` (raw bytes) with the token; returns (status, JSON body or Null).
+    /// POSTs `body` (raw bytes) with the token; returns (status, JSON body or the text).
     pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> Result<(u16, Value)> {
-        let r = reqwest::Client::new()
+        let request = reqwest::Client::new()
             .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
             .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await?;
-        let status = r.status().as_u16();
-        let text = r.text().await?;
-        Ok((
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        ))
+            .body(body);
+        self.send(request).await
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
@@ -223,13 +215,14 @@ impl Daemon {
     }
 
     pub async fn get(&self, path: &str) -> Result<(u16, Value)> {
-        let r = reqwest::Client::new()
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await?;
-        let status = r.status().as_u16();
-        let text = r.text().await?;
+        self.send(reqwest::Client::new().get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<(u16, Value)> {
+        let response = request.bearer_auth(&self.token).send().await?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
         Ok((
             status,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),

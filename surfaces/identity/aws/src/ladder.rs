@@ -107,7 +107,8 @@ fn describe(e: &IdentityUse) -> String {
     format!("{} on {}", e.action, e.resource)
 }
 
-/// Breaks = was permitted before and is not after. Undetermined = depends on a condition.
+/// Broken = certainly permitted before and certainly not after. Any change that involves a
+/// condition we do not evaluate is undetermined, never silently counted either way.
 fn blast_between(
     before: &[NamedPolicy<'_>],
     after: &[NamedPolicy<'_>],
@@ -119,19 +120,24 @@ fn blast_between(
             action: &entry.value.action,
             resource: &entry.value.resource,
         };
-        if evaluate(before, &req).permit == Permit::NotAllowed {
-            continue;
-        }
-        match evaluate(after, &req).permit {
-            Permit::NotAllowed => radius.items.push(describe(&entry.value)),
-            Permit::Indeterminate(why) => radius
-                .undetermined
-                .push(format!("{} ({why})", describe(&entry.value))),
-            Permit::Allowed => {}
-        }
+        let was = evaluate(before, &req).permit;
+        let now = evaluate(after, &req).permit;
+        classify(&mut radius, &entry.value, &was, &now);
     }
     radius.broken = radius.items.len();
     radius
+}
+
+fn classify(radius: &mut BlastRadius, entry: &IdentityUse, was: &Permit, now: &Permit) {
+    match (was, now) {
+        (Permit::NotAllowed, _) => {}
+        (a, b) if a == b => {}
+        (Permit::Allowed, Permit::NotAllowed) => radius.items.push(describe(entry)),
+        (Permit::Indeterminate(why), _) | (_, Permit::Indeterminate(why)) => radius
+            .undetermined
+            .push(format!("{} ({why})", describe(entry))),
+        _ => {}
+    }
 }
 
 fn blocks(after: &[NamedPolicy<'_>], breach: &Request<'_>) -> Result<(), String> {
@@ -264,11 +270,9 @@ impl RoleState {
                 action: &entry.value.action,
                 resource: &entry.value.resource,
             };
-            if evaluate(current, &req).permit == Permit::NotAllowed {
-                continue;
-            }
             if statements.iter().any(|s| statement_overlaps(s, &req)) {
-                radius.items.push(describe(&entry.value));
+                let was = evaluate(current, &req).permit;
+                classify(&mut radius, &entry.value, &was, &Permit::NotAllowed);
             }
         }
         radius.broken = radius.items.len();
@@ -496,5 +500,156 @@ pub fn merge_statements(existing: &[Statement], ours: &[Statement]) -> PolicyDoc
         version: Some("2012-10-17".into()),
         id: None,
         statements,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use firebreak_containment::{Alert, Envelope};
+
+    const ENVELOPE: &str = include_str!("../../../../config/examples/aws/envelope.yaml");
+    const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Federated":"arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/X"},"Action":"sts:AssumeRoleWithWebIdentity"}]}"#;
+
+    fn policy(name: &str, json: &str) -> ObservedPolicy {
+        let raw: Value = serde_json::from_str(json).expect("test policy is JSON");
+        ObservedPolicy {
+            id: format!("arn:aws:iam::123456789012:policy/{name}"),
+            name: name.into(),
+            document: PolicyDocument::from_json_value(&raw).expect("test policy parses"),
+            raw,
+        }
+    }
+
+    fn role(inline: Vec<ObservedPolicy>, managed: Vec<ObservedPolicy>) -> RoleState {
+        RoleState {
+            arn: "arn:aws:iam::123456789012:role/payment-agent".into(),
+            name: "payment-agent".into(),
+            inline,
+            managed,
+            trust: policy("trust", TRUST),
+        }
+    }
+
+    fn plan(role: &RoleState, resource: &str) -> Vec<Candidate> {
+        let envelope = Envelope::from_yaml(ENVELOPE).expect("example envelope");
+        let alert = Alert::from_json(
+            json!({
+                "id": "a-1", "source": "t", "time": "2026-01-01T00:00:00Z",
+                "agent": {"cluster": "prod-eks", "namespace": "payments",
+                          "workload": "Deployment/payment-agent", "serviceAccount": "payment-agent"},
+                "dimension": "identity",
+                "parameter": {"action": "s3:PutObject", "resource": resource},
+                "tier": "anomaly", "severity": "high"
+            })
+            .to_string()
+            .as_bytes(),
+        )
+        .expect("alert");
+        role.candidates(&PlanInput {
+            incident: "inc-1",
+            alert: &alert,
+            envelope: &envelope,
+        })
+        .expect("candidates")
+    }
+
+    fn find(candidates: &[Candidate], kind: ActionKind) -> &Candidate {
+        candidates
+            .iter()
+            .find(|c| c.kind == kind)
+            .expect("candidate present")
+    }
+
+    const S3_ALL: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#;
+
+    #[test]
+    fn the_inline_deny_is_rejected_with_numbers_when_the_quota_is_full() {
+        let padding = "x".repeat(10_100);
+        let big = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Sid":"{padding}","Effect":"Allow","Action":"sqs:ReceiveMessage","Resource":"*"}}]}}"#
+        );
+        let role = role(vec![policy("big", &big)], vec![policy("s3", S3_ALL)]);
+        let deny = find(
+            &plan(&role, "arn:aws:s3:::partner-payouts/*"),
+            ActionKind::AwsInlineDeny,
+        )
+        .clone();
+        let reason = deny.rejected.expect("over quota");
+        assert!(
+            reason.contains("10240") && reason.contains("quota"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn a_conditional_grant_is_undetermined_never_assumed() {
+        let conditional = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"dynamodb:GetItem","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}}]}"#;
+        let role = role(vec![policy("ddb", conditional)], vec![policy("s3", S3_ALL)]);
+        let candidates = plan(&role, "arn:aws:s3:::partner-payouts/*");
+        let trust = find(&candidates, ActionKind::AwsTrustDeny);
+        assert!(
+            !trust
+                .blast_radius
+                .items
+                .iter()
+                .any(|i| i.starts_with("dynamodb")),
+            "a conditional grant is not counted as certainly broken: {:?}",
+            trust.blast_radius
+        );
+        assert!(
+            trust
+                .blast_radius
+                .undetermined
+                .iter()
+                .any(|u| u.starts_with("dynamodb:GetItem") && u.contains("aws:SourceIp")),
+            "it is reported as undetermined, naming the condition: {:?}",
+            trust.blast_radius
+        );
+        let deny = find(&candidates, ActionKind::AwsInlineDeny);
+        assert_eq!(deny.blast_radius.broken, 0);
+    }
+
+    #[test]
+    fn detaching_one_of_two_granting_policies_does_not_block() {
+        let payouts = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:PutObject","Resource":"arn:aws:s3:::partner-payouts/*"}]}"#;
+        let role = role(
+            vec![],
+            vec![policy("s3", S3_ALL), policy("payouts", payouts)],
+        );
+        let candidates = plan(&role, "arn:aws:s3:::partner-payouts/*");
+        let detaches: Vec<_> = candidates
+            .iter()
+            .filter(|c| c.kind == ActionKind::AwsDetachPolicy)
+            .collect();
+        assert_eq!(detaches.len(), 2, "both granting policies are considered");
+        for d in detaches {
+            assert!(!d.blocks, "{} alone leaves the breach allowed", d.target);
+            assert!(
+                d.rejected
+                    .as_deref()
+                    .is_some_and(|r| r.contains("stays allowed by")),
+                "{:?}",
+                d.rejected
+            );
+        }
+    }
+
+    #[test]
+    fn the_deny_counts_a_partial_overlap_with_an_in_envelope_pattern_as_broken() {
+        let role = role(vec![], vec![policy("s3", S3_ALL)]);
+        // Denying PutObject on every bucket cuts into the in-envelope payment-receipts writes.
+        let deny = find(&plan(&role, "arn:aws:s3:::*"), ActionKind::AwsInlineDeny).clone();
+        assert_eq!(deny.blast_radius.broken, 1, "{:?}", deny.blast_radius);
+        assert!(deny.blast_radius.items[0].contains("payment-receipts"));
+    }
+
+    #[test]
+    fn statements_merge_by_sid() {
+        let a = deny_statement("A", &["s3:GetObject".into()], &["*".into()]);
+        let b = deny_statement("B", &["s3:PutObject".into()], &["*".into()]);
+        let a2 = deny_statement("A", &["s3:DeleteObject".into()], &["*".into()]);
+        let merged = merge_statements(&[a, b.clone()], std::slice::from_ref(&a2));
+        assert_eq!(merged.statements, vec![b, a2]);
     }
 }

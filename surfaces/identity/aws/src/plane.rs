@@ -14,8 +14,8 @@ use firebreak_containment::surface::{
 };
 use serde_json::{json, Value};
 
-use crate::ladder::{merge_statements, ActionSpec};
-use crate::policy::{evaluate, Permit, PolicyDocument, Request};
+use crate::ladder::{merge_statements, ActionSpec, BreachSpec};
+use crate::policy::{evaluate, Permit, PolicyDocument, Request, Statement};
 use crate::role::{decode_document, role_name_from_arn, ObservedPolicy, RoleState};
 use crate::PLANE;
 
@@ -282,6 +282,237 @@ impl AwsIam {
     }
 }
 
+/// The four things done to an action. Each action kind answers all four in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Apply,
+    Verify,
+    Revert,
+    VerifyReverted,
+}
+
+/// What an operation produced: a change (apply, revert) or a check (verify, verify-reverted).
+enum Step {
+    Changed(Outcome),
+    Checked(Verification),
+}
+
+impl AwsIam {
+    /// Destructures the journaled spec once and runs `op` for its action.
+    async fn run(&self, action: &Candidate, op: Op) -> Result<Step, SurfaceError> {
+        match ActionSpec::from_candidate(action)? {
+            ActionSpec::MergeDeny {
+                role_name,
+                policy_name,
+                statements,
+                breach,
+                ..
+            } => {
+                let ours = statements_of(&statements)?;
+                self.merge_deny(op, &action.target, &role_name, &policy_name, &ours, &breach)
+                    .await
+            }
+            ActionSpec::DetachPolicy {
+                role_name,
+                policy_arn,
+            } => self.detach_policy(op, &role_name, &policy_arn).await,
+            ActionSpec::DeleteInlinePolicy {
+                role_name,
+                policy_name,
+                pre_image,
+            } => {
+                self.delete_inline_policy(op, &role_name, &policy_name, &pre_image)
+                    .await
+            }
+            ActionSpec::TrustDeny {
+                role_name,
+                statement,
+                ..
+            } => self.trust_deny(op, &role_name, &statement).await,
+            ActionSpec::RevokeSessions { .. } => Err(SurfaceError::Unsupported {
+                plane: PLANE,
+                detail: "aws.revoke_sessions only runs after aws.trust_deny, which is not part of this plan".into(),
+            }),
+        }
+    }
+
+    async fn merge_deny(
+        &self,
+        op: Op,
+        role_arn: &str,
+        role: &str,
+        policy: &str,
+        ours: &[Statement],
+        breach: &BreachSpec,
+    ) -> Result<Step, SurfaceError> {
+        let present = match self.inline_document(role, policy).await? {
+            Some(doc) => Some(parse(&doc, policy)?.statements),
+            None => None,
+        };
+        let holds_all = present
+            .as_ref()
+            .is_some_and(|p| ours.iter().all(|s| p.contains(s)));
+        let holds_any = present
+            .as_ref()
+            .is_some_and(|p| ours.iter().any(|s| p.contains(s)));
+        Ok(match op {
+            Op::Apply if holds_all => unchanged(format!("{policy} already holds the deny")),
+            Op::Apply => {
+                let merged = merge_statements(present.as_deref().unwrap_or(&[]), ours);
+                self.put_inline(role, policy, &merged.to_value()).await?;
+                changed(format!("put inline policy {policy} on {role}"))
+            }
+            Op::Verify if !holds_all => failed(format!("{policy} lacks this plan's deny")),
+            Op::Verify => {
+                // Read back is not enough: re-evaluate the breach against every policy of the role.
+                let state = self.observe_role(role_arn).await?;
+                let request = Request {
+                    action: &breach.action,
+                    resource: &breach.resource,
+                };
+                match evaluate(&state.policies(), &request).permit {
+                    Permit::NotAllowed => ok(format!(
+                        "{policy} read back; {} on {} evaluates as denied",
+                        breach.action, breach.resource
+                    )),
+                    other => failed(format!("the breach still evaluates as {other:?}")),
+                }
+            }
+            Op::Revert => {
+                let Some(present) = present else {
+                    return Ok(unchanged(format!("{policy} was already gone")));
+                };
+                let rest: Vec<Statement> = present
+                    .into_iter()
+                    .filter(|s| !ours.iter().any(|o| o.sid == s.sid))
+                    .collect();
+                if rest.is_empty() {
+                    self.delete_inline(role, policy).await?;
+                    changed(format!("deleted {policy}"))
+                } else {
+                    let remaining = merge_statements(&rest, &[]);
+                    self.put_inline(role, policy, &remaining.to_value()).await?;
+                    changed(format!(
+                        "removed this plan's statements from {policy}; {} remain",
+                        rest.len()
+                    ))
+                }
+            }
+            Op::VerifyReverted if holds_any => {
+                failed(format!("{policy} still holds this plan's deny"))
+            }
+            Op::VerifyReverted => ok(format!("{policy} no longer holds this plan's deny")),
+        })
+    }
+
+    async fn detach_policy(
+        &self,
+        op: Op,
+        role: &str,
+        policy_arn: &str,
+    ) -> Result<Step, SurfaceError> {
+        let attached = self.attached(role, policy_arn).await?;
+        Ok(match (op, attached) {
+            (Op::Apply, false) => unchanged(format!("{policy_arn} is not attached to {role}")),
+            (Op::Apply, true) => {
+                match self
+                    .client
+                    .detach_role_policy()
+                    .role_name(role)
+                    .policy_arn(policy_arn)
+                    .send()
+                    .await
+                {
+                    Ok(_) => changed(format!("detached {policy_arn} from {role}")),
+                    Err(e) if is_no_such_entity(&e) => {
+                        unchanged(format!("{policy_arn} was not attached to {role}"))
+                    }
+                    Err(e) => return Err(sdk_error(e)),
+                }
+            }
+            (Op::Verify, true) => failed(format!("{policy_arn} is still attached")),
+            (Op::Verify, false) => ok(format!("{policy_arn} is detached from {role}")),
+            (Op::Revert, true) => unchanged(format!("{policy_arn} is attached")),
+            (Op::Revert, false) => {
+                self.client
+                    .attach_role_policy()
+                    .role_name(role)
+                    .policy_arn(policy_arn)
+                    .send()
+                    .await
+                    .map_err(sdk_error)?;
+                changed(format!("attached {policy_arn} to {role} again"))
+            }
+            (Op::VerifyReverted, true) => ok(format!("{policy_arn} is attached to {role}")),
+            (Op::VerifyReverted, false) => failed(format!("{policy_arn} is not attached")),
+        })
+    }
+
+    async fn delete_inline_policy(
+        &self,
+        op: Op,
+        role: &str,
+        policy: &str,
+        pre_image: &Value,
+    ) -> Result<Step, SurfaceError> {
+        let current = self.inline_document(role, policy).await?;
+        Ok(match (op, current) {
+            (Op::Apply, None) => unchanged(format!("{policy} was already gone")),
+            (Op::Apply, Some(_)) => {
+                if self.delete_inline(role, policy).await? {
+                    changed(format!("deleted inline policy {policy} of {role}"))
+                } else {
+                    unchanged(format!("{policy} was already gone"))
+                }
+            }
+            (Op::Verify, None) => ok(format!("{policy} is gone")),
+            (Op::Verify, Some(_)) => failed(format!("{policy} still exists")),
+            (Op::Revert, Some(doc)) if &doc == pre_image => {
+                unchanged(format!("{policy} is in place"))
+            }
+            (Op::Revert, _) => {
+                self.put_inline(role, policy, pre_image).await?;
+                changed(format!("restored {policy} from its pre-image"))
+            }
+            (Op::VerifyReverted, Some(doc)) if &doc == pre_image => {
+                ok(format!("{policy} matches its pre-image"))
+            }
+            (Op::VerifyReverted, Some(_)) => failed(format!("{policy} differs from its pre-image")),
+            (Op::VerifyReverted, None) => failed(format!("{policy} is absent")),
+        })
+    }
+
+    async fn trust_deny(
+        &self,
+        op: Op,
+        role: &str,
+        statement: &Value,
+    ) -> Result<Step, SurfaceError> {
+        let mut trust = self.trust_document(role).await?;
+        let list = statement_list(&mut trust)?;
+        let present = list.contains(statement);
+        Ok(match (op, present) {
+            (Op::Apply, true) => unchanged("the trust policy already holds the deny".into()),
+            (Op::Apply, false) => {
+                list.push(statement.clone());
+                self.put_trust(role, &trust).await?;
+                changed(format!("added a Deny to the trust policy of {role}"))
+            }
+            (Op::Verify, true) => ok("the trust policy holds the deny".into()),
+            (Op::Verify, false) => failed("the trust policy lacks the deny".into()),
+            (Op::Revert, false) => unchanged("the trust policy holds no Firebreak deny".into()),
+            (Op::Revert, true) => {
+                // Remove only our statement: later edits by others to the trust policy survive.
+                list.retain(|s| s != statement);
+                self.put_trust(role, &trust).await?;
+                changed(format!("removed the Deny from the trust policy of {role}"))
+            }
+            (Op::VerifyReverted, true) => failed("the trust policy still holds the deny".into()),
+            (Op::VerifyReverted, false) => ok("the trust policy no longer holds the deny".into()),
+        })
+    }
+}
+
 #[async_trait]
 impl ControlPlane for AwsIam {
     fn surface(&self) -> Surface {
@@ -301,297 +532,45 @@ impl ControlPlane for AwsIam {
     }
 
     async fn apply(&self, action: &Candidate) -> Result<Outcome, SurfaceError> {
-        match ActionSpec::from_candidate(action)? {
-            ActionSpec::MergeDeny {
-                role_name,
-                policy_name,
-                statements,
-                ..
-            } => {
-                let ours = statements_of(&statements)?;
-                let current = self.inline_document(&role_name, &policy_name).await?;
-                let existing = match &current {
-                    Some(doc) => parse(doc, &policy_name)?.statements,
-                    None => Vec::new(),
-                };
-                if ours.iter().all(|s| existing.contains(s)) {
-                    return Ok(unchanged(format!("{policy_name} already holds the deny")));
-                }
-                let merged = merge_statements(&existing, &ours);
-                self.put_inline(&role_name, &policy_name, &merged.to_value())
-                    .await?;
-                Ok(changed(format!(
-                    "put inline policy {policy_name} on {role_name}"
-                )))
-            }
-            ActionSpec::DetachPolicy {
-                role_name,
-                policy_arn,
-            } => match self
-                .client
-                .detach_role_policy()
-                .role_name(&role_name)
-                .policy_arn(&policy_arn)
-                .send()
-                .await
-            {
-                Ok(_) => Ok(changed(format!("detached {policy_arn} from {role_name}"))),
-                Err(e) if is_no_such_entity(&e) => Ok(unchanged(format!(
-                    "{policy_arn} was not attached to {role_name}"
-                ))),
-                Err(e) => Err(sdk_error(e)),
-            },
-            ActionSpec::DeleteInlinePolicy {
-                role_name,
-                policy_name,
-                ..
-            } => Ok(if self.delete_inline(&role_name, &policy_name).await? {
-                changed(format!(
-                    "deleted inline policy {policy_name} of {role_name}"
-                ))
-            } else {
-                unchanged(format!("{policy_name} was already gone"))
-            }),
-            ActionSpec::TrustDeny {
-                role_name,
-                statement,
-                ..
-            } => {
-                let mut trust = self.trust_document(&role_name).await?;
-                let list = statement_list(&mut trust)?;
-                if list.contains(&statement) {
-                    return Ok(unchanged("the trust policy already holds the deny".into()));
-                }
-                list.push(statement);
-                self.put_trust(&role_name, &trust).await?;
-                Ok(changed(format!(
-                    "added a Deny to the trust policy of {role_name}"
-                )))
-            }
-            ActionSpec::RevokeSessions { .. } => Err(not_alone()),
-        }
+        self.run(action, Op::Apply).await?.outcome()
     }
 
     async fn verify(&self, action: &Candidate) -> Result<Verification, SurfaceError> {
-        match ActionSpec::from_candidate(action)? {
-            ActionSpec::MergeDeny {
-                role_name,
-                policy_name,
-                statements,
-                breach,
-                ..
-            } => {
-                let ours = statements_of(&statements)?;
-                let Some(doc) = self.inline_document(&role_name, &policy_name).await? else {
-                    return Ok(failed(format!("{policy_name} is absent")));
-                };
-                let present = parse(&doc, &policy_name)?.statements;
-                if let Some(missing) = ours.iter().find(|s| !present.contains(s)) {
-                    return Ok(failed(format!(
-                        "{policy_name} lacks statement {}",
-                        missing.sid.as_deref().unwrap_or("?")
-                    )));
-                }
-                let role = self.observe_role(&action.target).await?;
-                let eval = evaluate(
-                    &role.policies(),
-                    &Request {
-                        action: &breach.action,
-                        resource: &breach.resource,
-                    },
-                );
-                Ok(match eval.permit {
-                    Permit::NotAllowed => ok(format!(
-                        "{policy_name} read back; {} on {} evaluates as denied",
-                        breach.action, breach.resource
-                    )),
-                    other => failed(format!("the breach still evaluates as {other:?}")),
-                })
-            }
-            ActionSpec::DetachPolicy {
-                role_name,
-                policy_arn,
-            } => Ok(if self.attached(&role_name, &policy_arn).await? {
-                failed(format!("{policy_arn} is still attached"))
-            } else {
-                ok(format!("{policy_arn} is detached from {role_name}"))
-            }),
-            ActionSpec::DeleteInlinePolicy {
-                role_name,
-                policy_name,
-                ..
-            } => Ok(
-                match self.inline_document(&role_name, &policy_name).await? {
-                    None => ok(format!("{policy_name} is gone")),
-                    Some(_) => failed(format!("{policy_name} still exists")),
-                },
-            ),
-            ActionSpec::TrustDeny {
-                role_name,
-                statement,
-                ..
-            } => {
-                let mut trust = self.trust_document(&role_name).await?;
-                Ok(if statement_list(&mut trust)?.contains(&statement) {
-                    ok("the trust policy holds the deny".into())
-                } else {
-                    failed("the trust policy lacks the deny".into())
-                })
-            }
-            ActionSpec::RevokeSessions { .. } => Err(not_alone()),
-        }
+        self.run(action, Op::Verify).await?.verification()
     }
 
     async fn revert(&self, action: &Candidate) -> Result<Outcome, SurfaceError> {
-        match ActionSpec::from_candidate(action)? {
-            ActionSpec::MergeDeny {
-                role_name,
-                policy_name,
-                statements,
-                ..
-            } => {
-                let ours = statements_of(&statements)?;
-                let Some(doc) = self.inline_document(&role_name, &policy_name).await? else {
-                    return Ok(unchanged(format!("{policy_name} was already gone")));
-                };
-                let rest: Vec<_> = parse(&doc, &policy_name)?
-                    .statements
-                    .into_iter()
-                    .filter(|s| !ours.iter().any(|o| o.sid == s.sid))
-                    .collect();
-                if rest.is_empty() {
-                    self.delete_inline(&role_name, &policy_name).await?;
-                    return Ok(changed(format!("deleted {policy_name}")));
-                }
-                let remaining = merge_statements(&rest, &[]);
-                self.put_inline(&role_name, &policy_name, &remaining.to_value())
-                    .await?;
-                Ok(changed(format!(
-                    "removed this plan's statements from {policy_name}; {} remain",
-                    rest.len()
-                )))
-            }
-            ActionSpec::DetachPolicy {
-                role_name,
-                policy_arn,
-            } => {
-                if self.attached(&role_name, &policy_arn).await? {
-                    return Ok(unchanged(format!("{policy_arn} is attached")));
-                }
-                self.client
-                    .attach_role_policy()
-                    .role_name(&role_name)
-                    .policy_arn(&policy_arn)
-                    .send()
-                    .await
-                    .map_err(sdk_error)?;
-                Ok(changed(format!(
-                    "attached {policy_arn} to {role_name} again"
-                )))
-            }
-            ActionSpec::DeleteInlinePolicy {
-                role_name,
-                policy_name,
-                pre_image,
-            } => {
-                if self
-                    .inline_document(&role_name, &policy_name)
-                    .await?
-                    .as_ref()
-                    == Some(&pre_image)
-                {
-                    return Ok(unchanged(format!("{policy_name} is in place")));
-                }
-                self.put_inline(&role_name, &policy_name, &pre_image)
-                    .await?;
-                Ok(changed(format!(
-                    "restored {policy_name} from its pre-image"
-                )))
-            }
-            ActionSpec::TrustDeny {
-                role_name,
-                statement,
-                ..
-            } => {
-                // Remove only our statement: later edits by others to the trust policy survive.
-                let mut trust = self.trust_document(&role_name).await?;
-                let list = statement_list(&mut trust)?;
-                let before = list.len();
-                list.retain(|s| s != &statement);
-                if list.len() == before {
-                    return Ok(unchanged("the trust policy holds no Firebreak deny".into()));
-                }
-                self.put_trust(&role_name, &trust).await?;
-                Ok(changed(format!(
-                    "removed the Deny from the trust policy of {role_name}"
-                )))
-            }
-            ActionSpec::RevokeSessions { .. } => Err(not_alone()),
-        }
+        self.run(action, Op::Revert).await?.outcome()
     }
 
     async fn verify_reverted(&self, action: &Candidate) -> Result<Verification, SurfaceError> {
-        match ActionSpec::from_candidate(action)? {
-            ActionSpec::MergeDeny {
-                role_name,
-                policy_name,
-                statements,
-                ..
-            } => {
-                let ours = statements_of(&statements)?;
-                Ok(
-                    match self.inline_document(&role_name, &policy_name).await? {
-                        None => ok(format!("{policy_name} is gone")),
-                        Some(doc) => {
-                            let present = parse(&doc, &policy_name)?.statements;
-                            if ours.iter().any(|s| present.contains(s)) {
-                                failed(format!("{policy_name} still holds this plan's deny"))
-                            } else {
-                                ok(format!("{policy_name} no longer holds this plan's deny"))
-                            }
-                        }
-                    },
-                )
-            }
-            ActionSpec::DetachPolicy {
-                role_name,
-                policy_arn,
-            } => Ok(if self.attached(&role_name, &policy_arn).await? {
-                ok(format!("{policy_arn} is attached to {role_name}"))
-            } else {
-                failed(format!("{policy_arn} is not attached"))
-            }),
-            ActionSpec::DeleteInlinePolicy {
-                role_name,
-                policy_name,
-                pre_image,
-            } => Ok(
-                match self.inline_document(&role_name, &policy_name).await? {
-                    Some(doc) if doc == pre_image => {
-                        ok(format!("{policy_name} matches its pre-image"))
-                    }
-                    Some(_) => failed(format!("{policy_name} differs from its pre-image")),
-                    None => failed(format!("{policy_name} is absent")),
-                },
-            ),
-            ActionSpec::TrustDeny {
-                role_name,
-                statement,
-                ..
-            } => {
-                let mut trust = self.trust_document(&role_name).await?;
-                Ok(if statement_list(&mut trust)?.contains(&statement) {
-                    failed("the trust policy still holds the deny".into())
-                } else {
-                    ok("the trust policy no longer holds the deny".into())
-                })
-            }
-            ActionSpec::RevokeSessions { .. } => Err(not_alone()),
-        }
+        self.run(action, Op::VerifyReverted).await?.verification()
     }
 
     fn verify_deadline(&self) -> Duration {
         self.verify_deadline
+    }
+}
+
+impl Step {
+    fn outcome(self) -> Result<Outcome, SurfaceError> {
+        match self {
+            Step::Changed(o) => Ok(o),
+            Step::Checked(v) => Err(SurfaceError::Invalid {
+                plane: PLANE,
+                detail: format!("expected a change, got a check: {}", v.detail),
+            }),
+        }
+    }
+
+    fn verification(self) -> Result<Verification, SurfaceError> {
+        match self {
+            Step::Checked(v) => Ok(v),
+            Step::Changed(o) => Err(SurfaceError::Invalid {
+                plane: PLANE,
+                detail: format!("expected a check, got a change: {}", o.detail),
+            }),
+        }
     }
 }
 
@@ -604,15 +583,6 @@ fn role_arn<'a>(input: &PlanInput<'a>) -> Option<&'a str> {
         .iter()
         .map(String::as_str)
         .find(|p| role_name_from_arn(p).is_some())
-}
-
-fn not_alone() -> SurfaceError {
-    SurfaceError::Unsupported {
-        plane: PLANE,
-        detail:
-            "aws.revoke_sessions only runs after aws.trust_deny, which is not part of this plan"
-                .into(),
-    }
 }
 
 fn statements_of(values: &[Value]) -> Result<Vec<crate::policy::Statement>, SurfaceError> {
@@ -654,26 +624,26 @@ fn refused(detail: &str) -> SurfaceError {
     }
 }
 
-fn changed(detail: String) -> Outcome {
-    Outcome {
+fn changed(detail: String) -> Step {
+    Step::Changed(Outcome {
         changed: true,
         detail,
-    }
+    })
 }
 
-fn unchanged(detail: String) -> Outcome {
-    Outcome {
+fn unchanged(detail: String) -> Step {
+    Step::Changed(Outcome {
         changed: false,
         detail,
-    }
+    })
 }
 
-fn ok(detail: String) -> Verification {
-    Verification { ok: true, detail }
+fn ok(detail: String) -> Step {
+    Step::Checked(Verification { ok: true, detail })
 }
 
-fn failed(detail: String) -> Verification {
-    Verification { ok: false, detail }
+fn failed(detail: String) -> Step {
+    Step::Checked(Verification { ok: false, detail })
 }
 
 fn is_no_such_entity<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
