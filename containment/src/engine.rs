@@ -808,8 +808,11 @@ impl Engine {
                             }
                         });
                     }
-                    PlanStatus::Contained if state.expires_at.is_some() => {
-                        self.schedule_expiry(&inc.id, &plan).await;
+                    PlanStatus::Contained | PlanStatus::VerifyFailed => {
+                        self.reassert_immediate(&inc.id, state).await;
+                        if state.expires_at.is_some() {
+                            self.schedule_expiry(&inc.id, &plan).await;
+                        }
                     }
                     _ => {}
                 }
@@ -819,6 +822,49 @@ impl Engine {
             info!(what = %line, "recovered from journal");
         }
         resumed
+    }
+
+    /// Enforcement points Firebreak owns (gateway, feed, eBPF maps) may keep their state in
+    /// memory: after a restart, apply their actions again (idempotently) from the journal.
+    async fn reassert_immediate(&self, incident: &str, state: &crate::incident::PlanState) {
+        let Some(action) = &state.plan.chosen else {
+            return;
+        };
+        if action.enforcement != crate::plan::Enforcement::Immediate {
+            return;
+        }
+        let result = match self.plane(action.kind.surface()) {
+            Ok(plane) => plane.apply(action).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(outcome) => {
+                info!(incident, plan = %state.plan.id, detail = %outcome.detail, "re-asserted after restart")
+            }
+            Err(error) => {
+                self.inner.metrics.escalations.inc();
+                warn!(incident, plan = %state.plan.id, %error, "cannot re-assert after restart");
+            }
+        }
+    }
+
+    /// Journals a call refused at an enforcement point Firebreak owns, for the audit trail.
+    pub async fn record_refused_call(
+        &self,
+        incident: &str,
+        plan: &str,
+        agent: &str,
+        call: &str,
+    ) -> Result<(), EngineError> {
+        self.record_locked(
+            incident,
+            Event::CallRefused {
+                plan: plan.to_string(),
+                agent: agent.to_string(),
+                call: call.to_string(),
+            },
+        )
+        .await
     }
 
     /// Whether the agent has an open incident (its envelope is frozen meanwhile).

@@ -83,6 +83,12 @@ pub enum Event {
         plan: String,
         reason: String,
     },
+    /// An enforcement point Firebreak owns refused a call because of this plan (audit trail).
+    CallRefused {
+        plan: String,
+        agent: String,
+        call: String,
+    },
 }
 
 impl Event {
@@ -103,6 +109,7 @@ impl Event {
             Event::RevertVerified { .. } => "revert-verified",
             Event::RevertFailed { .. } => "revert-failed",
             Event::Cancelled { .. } => "cancelled",
+            Event::CallRefused { .. } => "call-refused",
         }
     }
 
@@ -175,6 +182,8 @@ pub struct PlanState {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     pub duplicates: u64,
+    /// Calls refused at an enforcement point Firebreak owns because of this plan.
+    pub refused_calls: u64,
 }
 
 /// One incident: alerts about one agent and one dimension, and the plans made for them.
@@ -318,6 +327,7 @@ impl Incidents {
                     reverted: false,
                     detail: None,
                     duplicates: 0,
+                    refused_calls: 0,
                 });
             }
             Event::Escalated { reason, .. } => inc.escalations.push(reason.clone()),
@@ -347,7 +357,8 @@ fn plan_of(event: &Event) -> Option<&str> {
         | Event::Reverted { plan, .. }
         | Event::RevertVerified { plan, .. }
         | Event::RevertFailed { plan, .. }
-        | Event::Cancelled { plan, .. } => Some(plan),
+        | Event::Cancelled { plan, .. }
+        | Event::CallRefused { plan, .. } => Some(plan),
         Event::AlertReceived { .. } | Event::Planned { .. } | Event::Escalated { .. } => None,
     }
 }
@@ -408,6 +419,7 @@ fn advance(state: &mut PlanState, at: DateTime<Utc>, event: &Event) {
             state.status = PlanStatus::Cancelled;
             state.detail = Some(reason.clone());
         }
+        Event::CallRefused { .. } => state.refused_calls += 1,
         Event::AlertReceived { .. } | Event::Planned { .. } | Event::Escalated { .. } => {}
     }
 }
