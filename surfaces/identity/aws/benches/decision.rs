@@ -115,7 +115,7 @@ fn role(r: usize) -> RoleState {
             r#"{"Version":"2012-10-17","Statement":[{"Sid":"WritePayouts","Effect":"Allow","Action":["s3:PutObject","s3:PutObjectAcl"],"Resource":"arn:aws:s3:::partner-*/*"},{"Sid":"ListPartners","Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:aws:s3:::partner-*"}]}"#,
         ),
     ];
-    if r % 2 == 0 {
+    if r.is_multiple_of(2) {
         managed_policies.push(managed(
             r,
             "LedgerTable",
@@ -124,7 +124,7 @@ fn role(r: usize) -> RoleState {
             ),
         ));
     }
-    if r % 3 == 0 {
+    if r.is_multiple_of(3) {
         managed_policies.push(managed(
             r,
             "KmsViaS3",

@@ -139,23 +139,38 @@ pub fn overlaps(a: &str, b: &str, ci: bool) -> bool {
 /// `a[..i]` and `b[..j]` have generated the same string; every move increases
 /// i or j, so one row-major sweep settles everything.
 pub(crate) fn overlaps_toks(a: &[Tok], b: &[Tok]) -> bool {
+    // Most pairs (two ARNs of different services or buckets) differ in a literal prefix or
+    // suffix: settle those without the table.
+    if literal_edges_differ(a.iter(), b.iter())
+        || literal_edges_differ(a.iter().rev(), b.iter().rev())
+    {
+        return false;
+    }
+    // IAM patterns are mostly `literal*` (`s3:Get*`, `arn:aws:s3:::*`): decided in one pass.
+    if let Some(prefix) = literal_then_star(a) {
+        return prefix_overlaps(prefix, b);
+    }
+    if let Some(prefix) = literal_then_star(b) {
+        return prefix_overlaps(prefix, a);
+    }
     let (n, m) = (a.len(), b.len());
-    let w = m + 1;
-    let mut reach = vec![false; (n + 1) * w];
-    reach[0] = true;
+    // Two rolling rows: every move goes right in this row or into the next one.
+    let mut row = vec![false; m + 1];
+    let mut next = vec![false; m + 1];
+    row[0] = true;
     for i in 0..=n {
+        let ta = a.get(i).copied();
         for j in 0..=m {
-            if !reach[i * w + j] {
+            if !row[j] {
                 continue;
             }
-            let ta = a.get(i).copied();
             let tb = b.get(j).copied();
             // A star may generate nothing.
             if ta == Some(Tok::Star) {
-                reach[(i + 1) * w + j] = true;
+                next[j] = true;
             }
-            if tb == Some(Tok::Star) {
-                reach[i * w + j + 1] = true;
+            if tb == Some(Tok::Star) && j < m {
+                row[j + 1] = true;
             }
             // Both sides generate one common character; a star stays put.
             if let (Some(x), Some(y)) = (ta, tb) {
@@ -163,15 +178,63 @@ pub(crate) fn overlaps_toks(a: &[Tok], b: &[Tok]) -> bool {
                     (Tok::Lit(c), Tok::Lit(d)) => c == d,
                     _ => true,
                 };
-                let ni = if x == Tok::Star { i } else { i + 1 };
-                let nj = if y == Tok::Star { j } else { j + 1 };
-                if compatible && (ni, nj) != (i, j) {
-                    reach[ni * w + nj] = true;
+                if compatible {
+                    match (x == Tok::Star, y == Tok::Star) {
+                        (true, true) => {}
+                        (true, false) => row[j + 1] = true,
+                        (false, true) => next[j] = true,
+                        (false, false) => next[j + 1] = true,
+                    }
+                }
+            }
+        }
+        if i == n {
+            return row[m];
+        }
+        std::mem::swap(&mut row, &mut next);
+        next.iter_mut().for_each(|c| *c = false);
+    }
+    false
+}
+
+/// `Some(prefix)` when `t` is literal characters followed by one trailing `*`.
+fn literal_then_star(t: &[Tok]) -> Option<&[Tok]> {
+    let (last, prefix) = t.split_last()?;
+    (*last == Tok::Star && prefix.iter().all(|x| matches!(x, Tok::Lit(_)))).then_some(prefix)
+}
+
+/// Whether `prefix*` and `other` share a string: `other` must agree with the prefix until it
+/// ends it (a `*` in `other` can produce the rest of the prefix); the trailing `*` takes the rest.
+fn prefix_overlaps(prefix: &[Tok], other: &[Tok]) -> bool {
+    for (i, p) in prefix.iter().enumerate() {
+        match other.get(i) {
+            None => return false,
+            Some(Tok::Star) => return true,
+            Some(Tok::One) => {}
+            Some(lit) => {
+                if lit != p {
+                    return false;
                 }
             }
         }
     }
-    reach[n * w + m]
+    true
+}
+
+/// Whether the literal runs at one end of `a` and `b` disagree before either reaches a wildcard
+/// (then no string matches both).
+fn literal_edges_differ<'t>(
+    a: impl Iterator<Item = &'t Tok>,
+    b: impl Iterator<Item = &'t Tok>,
+) -> bool {
+    for (x, y) in a.zip(b) {
+        match (x, y) {
+            (Tok::Lit(c), Tok::Lit(d)) if c != d => return true,
+            (Tok::Lit(_), Tok::Lit(_)) => {}
+            _ => return false,
+        }
+    }
+    false
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::policy::{
-    deny_statement, evaluate, statement_overlaps, NamedPolicy, Permit, PolicyDocument, Request,
+    deny_statement, CompiledPolicies, Evaluation, NamedPolicy, Permit, PolicyDocument, Request,
     Statement,
 };
 use crate::role::{iam_size, ObservedPolicy, RoleState, INLINE_BUDGET};
@@ -107,25 +107,42 @@ fn describe(e: &IdentityUse) -> String {
     format!("{} on {}", e.action, e.resource)
 }
 
-/// Broken = certainly permitted before and certainly not after. Any change that involves a
-/// condition we do not evaluate is undetermined, never silently counted either way.
-fn blast_between(
-    before: &[NamedPolicy<'_>],
-    after: &[NamedPolicy<'_>],
-    envelope: &[&Observed<IdentityUse>],
-) -> BlastRadius {
-    let mut radius = BlastRadius::default();
-    for entry in envelope {
-        let req = Request {
-            action: &entry.value.action,
-            resource: &entry.value.resource,
-        };
-        let was = evaluate(before, &req).permit;
-        let now = evaluate(after, &req).permit;
-        classify(&mut radius, &entry.value, &was, &now);
+/// The envelope's permitted identity uses, each with its permission today (computed once).
+struct Baseline<'a> {
+    compiled: CompiledPolicies,
+    entries: Vec<(&'a IdentityUse, Permit)>,
+}
+
+impl<'a> Baseline<'a> {
+    fn new(current: &[NamedPolicy<'_>], permitted: &[&'a Observed<IdentityUse>]) -> Self {
+        let compiled = CompiledPolicies::new(current);
+        let entries = permitted
+            .iter()
+            .map(|e| (&e.value, compiled.evaluate(&request(&e.value)).permit))
+            .collect();
+        Baseline { compiled, entries }
     }
-    radius.broken = radius.items.len();
-    radius
+
+    /// Broken = certainly permitted before and certainly not after. Any change that involves a
+    /// condition we do not evaluate is undetermined, never silently counted either way.
+    fn blast(&self, after: impl Fn(&Request<'_>, &Permit) -> Permit) -> BlastRadius {
+        let mut radius = BlastRadius::default();
+        for (entry, was) in &self.entries {
+            if *was == Permit::NotAllowed {
+                continue;
+            }
+            classify(&mut radius, entry, was, &after(&request(entry), was));
+        }
+        radius.broken = radius.items.len();
+        radius
+    }
+}
+
+fn request(e: &IdentityUse) -> Request<'_> {
+    Request {
+        action: &e.action,
+        resource: &e.resource,
+    }
 }
 
 fn classify(radius: &mut BlastRadius, entry: &IdentityUse, was: &Permit, now: &Permit) {
@@ -140,8 +157,7 @@ fn classify(radius: &mut BlastRadius, entry: &IdentityUse, was: &Permit, now: &P
     }
 }
 
-fn blocks(after: &[NamedPolicy<'_>], breach: &Request<'_>) -> Result<(), String> {
-    let eval = evaluate(after, breach);
+fn blocks(eval: Evaluation) -> Result<(), String> {
     match eval.permit {
         Permit::NotAllowed => Ok(()),
         Permit::Allowed => Err(format!(
@@ -162,10 +178,10 @@ impl Observation for RoleState {
         };
         let breach = Request { action, resource };
         let split = input.envelope.identity();
-        let permitted = &split.permitted;
         let current = self.policies();
+        let base = Baseline::new(&current, &split.permitted);
         let mut notes = Vec::new();
-        let now = evaluate(&current, &breach);
+        let now = base.compiled.evaluate(&breach);
         match &now.permit {
             Permit::Allowed => notes.push(format!(
                 "{} is allowed today by {}",
@@ -193,31 +209,24 @@ impl Observation for RoleState {
             ));
         }
 
-        let mut out = vec![self.inline_deny(input, &breach, &current, permitted, &notes)];
-        for policy in &self.managed {
-            if now.allowed_by.contains(&policy.name) {
-                out.push(self.remove_candidate(
-                    ActionKind::AwsDetachPolicy,
-                    policy,
-                    &breach,
-                    &current,
-                    permitted,
-                ));
-            }
+        let mut out = vec![self.inline_deny(input, &breach, &base, &notes)];
+        let granting = self
+            .managed
+            .iter()
+            .map(|p| (ActionKind::AwsDetachPolicy, p))
+            .chain(
+                self.inline
+                    .iter()
+                    .map(|p| (ActionKind::AwsDeleteInlinePolicy, p)),
+            )
+            .filter(|(_, p)| now.allowed_by.contains(&p.name));
+        for (kind, policy) in granting {
+            out.push(self.remove_candidate(kind, policy, &breach, &base));
         }
-        for policy in &self.inline {
-            if now.allowed_by.contains(&policy.name) {
-                out.push(self.remove_candidate(
-                    ActionKind::AwsDeleteInlinePolicy,
-                    policy,
-                    &breach,
-                    &current,
-                    permitted,
-                ));
-            }
-        }
-        out.push(self.trust_deny(input, &current, permitted));
-        out.push(self.revoke_sessions(&current, permitted));
+        // A trust cut or session revocation stops every permission the role grants.
+        let everything = base.blast(|_, _| Permit::NotAllowed);
+        out.push(self.trust_deny(input, everything.clone()));
+        out.push(self.revoke_sessions(everything));
         Ok(out)
     }
 }
@@ -227,8 +236,7 @@ impl RoleState {
         &self,
         input: &PlanInput<'_>,
         breach: &Request<'_>,
-        current: &[NamedPolicy<'_>],
-        permitted: &[&Observed<IdentityUse>],
+        base: &Baseline<'_>,
         notes: &[String],
     ) -> Candidate {
         let mut notes = notes.to_vec();
@@ -240,14 +248,12 @@ impl RoleState {
         let self_undo: Vec<String> = SELF_UNDO_ACTIONS
             .iter()
             .filter(|a| {
-                evaluate(
-                    current,
-                    &Request {
+                base.compiled
+                    .evaluate(&Request {
                         action: a,
                         resource: "*",
-                    },
-                )
-                .permit
+                    })
+                    .permit
                     != Permit::NotAllowed
             })
             .map(|a| a.to_string())
@@ -264,18 +270,18 @@ impl RoleState {
             ));
         }
         // Partial overlaps count: a deny that cuts into an in-envelope pattern breaks part of it.
-        let mut radius = BlastRadius::default();
-        for entry in permitted {
-            let req = Request {
-                action: &entry.value.action,
-                resource: &entry.value.resource,
-            };
-            if statements.iter().any(|s| statement_overlaps(s, &req)) {
-                let was = evaluate(current, &req).permit;
-                classify(&mut radius, &entry.value, &was, &Permit::NotAllowed);
+        let deny_document = merge_statements(&[], &statements);
+        let deny = CompiledPolicies::new(&[NamedPolicy {
+            name: "firebreak",
+            document: &deny_document,
+        }]);
+        let radius = base.blast(|req, was| {
+            if deny.overlaps(req) {
+                Permit::NotAllowed
+            } else {
+                was.clone()
             }
-        }
-        radius.broken = radius.items.len();
+        });
 
         let policy_name = incident_policy_name(input.incident);
         let existing = self.inline_policy(&policy_name);
@@ -329,16 +335,11 @@ impl RoleState {
         kind: ActionKind,
         policy: &ObservedPolicy,
         breach: &Request<'_>,
-        current: &[NamedPolicy<'_>],
-        permitted: &[&Observed<IdentityUse>],
+        base: &Baseline<'_>,
     ) -> Candidate {
-        let after: Vec<NamedPolicy<'_>> = current
-            .iter()
-            .filter(|p| p.name != policy.name)
-            .copied()
-            .collect();
-        let radius = blast_between(current, &after, permitted);
-        let verdict = blocks(&after, breach);
+        let without = |req: &Request<'_>| base.compiled.evaluate_without(&policy.name, req);
+        let radius = base.blast(|req, _| without(req).permit);
+        let verdict = blocks(without(breach));
         let (spec, granularity, inverse, verify) = if kind == ActionKind::AwsDetachPolicy {
             (
                 ActionSpec::DetachPolicy {
@@ -382,20 +383,7 @@ impl RoleState {
         }
     }
 
-    fn everything_breaks(
-        &self,
-        current: &[NamedPolicy<'_>],
-        permitted: &[&Observed<IdentityUse>],
-    ) -> BlastRadius {
-        blast_between(current, &[], permitted)
-    }
-
-    fn trust_deny(
-        &self,
-        input: &PlanInput<'_>,
-        current: &[NamedPolicy<'_>],
-        permitted: &[&Observed<IdentityUse>],
-    ) -> Candidate {
+    fn trust_deny(&self, input: &PlanInput<'_>, everything: BlastRadius) -> Candidate {
         let subject = format!(
             "system:serviceaccount:{}:{}",
             input.alert.agent.namespace, input.alert.agent.service_account
@@ -430,7 +418,7 @@ impl RoleState {
             kind: ActionKind::AwsTrustDeny,
             target: format!("{} trust policy", self.arn),
             granularity: format!("new credentials for ServiceAccount {subject}"),
-            blast_radius: self.everything_breaks(current, permitted),
+            blast_radius: everything,
             blocks: provider.is_some(),
             inverse: "restore the trust policy from the journaled pre-image".into(),
             verify: "read back the trust policy: the Deny for this ServiceAccount is present".into(),
@@ -448,16 +436,12 @@ impl RoleState {
         }
     }
 
-    fn revoke_sessions(
-        &self,
-        current: &[NamedPolicy<'_>],
-        permitted: &[&Observed<IdentityUse>],
-    ) -> Candidate {
+    fn revoke_sessions(&self, everything: BlastRadius) -> Candidate {
         Candidate {
             kind: ActionKind::AwsRevokeSessions,
             target: self.arn.clone(),
             granularity: format!("every session of role {}", self.name),
-            blast_radius: self.everything_breaks(current, permitted),
+            blast_radius: everything,
             blocks: false,
             inverse: "remove the session-revocation policy".into(),
             verify: "read back the revocation policy".into(),

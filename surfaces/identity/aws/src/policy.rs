@@ -700,11 +700,14 @@ impl CompiledStatement {
         self.unevaluated.is_empty()
     }
 
+    /// Actions are short and usually decide: check them before the (long) resource ARN.
     fn may_overlap(&self, action: &[Tok], resource: &[Tok]) -> bool {
-        self.resource
-            .as_ref()
-            .is_some_and(|r| r.may_overlap(resource))
+        self.resource.is_some()
             && self.action.may_overlap(action)
+            && self
+                .resource
+                .as_ref()
+                .is_some_and(|r| r.may_overlap(resource))
     }
 
     /// Covers a piece given as alternative supersets: covering any one of them
@@ -777,16 +780,55 @@ pub fn statement_overlaps(stmt: &Statement, req: &Request) -> bool {
 /// Whether some concrete instance of `req` would be allowed by `policies`
 /// (all attached to the same principal), per IAM's identity-policy logic.
 pub fn evaluate(policies: &[NamedPolicy], req: &Request) -> Evaluation {
-    let (action, resource) = request_tokens(req);
-    let applicable: Vec<CompiledStatement> = policies
-        .iter()
-        .flat_map(|p| {
-            p.document
-                .statements
+    CompiledPolicies::new(policies).evaluate(req)
+}
+
+/// A principal's policies compiled once, for many evaluations (the planner evaluates every
+/// envelope entry against the role, and against the role minus each candidate policy).
+pub struct CompiledPolicies {
+    statements: Vec<CompiledStatement>,
+}
+
+impl CompiledPolicies {
+    pub fn new(policies: &[NamedPolicy]) -> CompiledPolicies {
+        CompiledPolicies {
+            statements: policies
                 .iter()
-                .enumerate()
-                .map(|(i, s)| CompiledStatement::new(p.name, i, s))
-        })
+                .flat_map(|p| {
+                    p.document
+                        .statements
+                        .iter()
+                        .enumerate()
+                        .map(|(i, s)| CompiledStatement::new(p.name, i, s))
+                })
+                .collect(),
+        }
+    }
+
+    pub fn evaluate(&self, req: &Request) -> Evaluation {
+        evaluate_statements(self.statements.iter(), req)
+    }
+
+    /// As if the policy named `policy` were detached or deleted.
+    pub fn evaluate_without(&self, policy: &str, req: &Request) -> Evaluation {
+        evaluate_statements(self.statements.iter().filter(|s| s.policy != policy), req)
+    }
+
+    /// Whether any statement may apply to some instance of `req` (Effect ignored).
+    pub fn overlaps(&self, req: &Request) -> bool {
+        let (action, resource) = request_tokens(req);
+        self.statements
+            .iter()
+            .any(|s| s.may_overlap(&action, &resource))
+    }
+}
+
+fn evaluate_statements<'c>(
+    statements: impl Iterator<Item = &'c CompiledStatement>,
+    req: &Request,
+) -> Evaluation {
+    let (action, resource) = request_tokens(req);
+    let applicable: Vec<&CompiledStatement> = statements
         .filter(|s| s.may_overlap(&action, &resource))
         .collect();
 
@@ -805,8 +847,10 @@ pub fn evaluate(policies: &[NamedPolicy], req: &Request) -> Evaluation {
         }
     }
 
-    let (allows, denies): (Vec<&CompiledStatement>, Vec<&CompiledStatement>) =
-        applicable.iter().partition(|s| s.effect == Effect::Allow);
+    let (allows, denies): (Vec<&CompiledStatement>, Vec<&CompiledStatement>) = applicable
+        .iter()
+        .copied()
+        .partition(|s| s.effect == Effect::Allow);
 
     // Explicit deny of the whole request wins outright.
     for d in denies.iter().filter(|d| d.definite()) {
