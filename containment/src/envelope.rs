@@ -234,6 +234,10 @@ impl Envelope {
     pub fn tools(&self) -> Split<'_, ToolUse> {
         split(&self.spec.tools.observed, &self.spec.confidence)
     }
+
+    pub fn context(&self) -> Split<'_, ContextUse> {
+        split(&self.spec.context.observed, &self.spec.confidence)
+    }
 }
 
 fn split<'a, T>(entries: &'a [Observed<T>], threshold: &ConfidenceThreshold) -> Split<'a, T> {

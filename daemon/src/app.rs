@@ -12,6 +12,7 @@ use firebreak_containment::metrics::Metrics;
 use firebreak_containment::runbook::Runbooks;
 use firebreak_containment::surface::ControlPlane;
 use firebreak_containment::EnvelopeStore;
+use firebreak_context::PgVector;
 
 use crate::config::Config;
 
@@ -49,7 +50,9 @@ pub fn runbooks(config: &Config) -> anyhow::Result<Runbooks> {
 }
 
 /// Opens the journal and everything else; folds the journal into the incident view.
-pub async fn engine(config: &Config, paths: &Paths) -> anyhow::Result<Engine> {
+/// `install` lets control planes that own schema (the context store's RLS) install it: only
+/// `serve` does, so `plan` and dry runs stay free of writes.
+pub async fn engine(config: &Config, paths: &Paths, install: bool) -> anyhow::Result<Engine> {
     std::fs::create_dir_all(&paths.data)
         .with_context(|| format!("cannot create data dir {}", paths.data.display()))?;
     let journal = Journal::open(&paths.journal)?;
@@ -64,6 +67,16 @@ pub async fn engine(config: &Config, paths: &Paths) -> anyhow::Result<Engine> {
             })
             .await,
         ));
+    }
+    if let Some(pg) = &config.context.postgres {
+        let plane = PgVector::new(pg.clone())?;
+        if install {
+            plane
+                .install()
+                .await
+                .context("cannot install the context store's row-level security")?;
+        }
+        planes.push(Arc::new(plane));
     }
     let fault = match std::env::var("FIREBREAK_FAULT") {
         Ok(name) => Some(Fault::parse(&name).with_context(|| {

@@ -21,6 +21,15 @@ pub struct Config {
     pub api: ApiConfig,
     pub budget: BudgetConfig,
     pub aws: AwsSection,
+    #[serde(default)]
+    pub context: ContextSection,
+}
+
+/// The context (RAG) surface: absent = off.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContextSection {
+    pub postgres: Option<firebreak_context::PostgresContextConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

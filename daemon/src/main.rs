@@ -81,6 +81,17 @@ enum Command {
         #[command(subcommand)]
         command: RunbookCommand,
     },
+    /// The context (RAG) surface.
+    Context {
+        #[command(subcommand)]
+        command: ContextCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ContextCommand {
+    /// Print the row-level-security DDL for the configured PostgreSQL store, for a DBA to apply.
+    Ddl,
 }
 
 #[derive(Subcommand)]
@@ -154,14 +165,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => serve(config, paths).await,
         Command::Plan { alert } => {
             let alert = read_alert(&alert)?;
-            let engine = app::engine(&config, &paths).await?;
+            let engine = app::engine(&config, &paths, false).await?;
             let plan = engine.plan_only(&alert).await?;
             print(out, &plan, || render::plan(&plan));
             Ok(ExitCode::SUCCESS)
         }
         Command::Contain { alert, dry_run } => {
             let alert = read_alert(&alert)?;
-            let engine = app::engine(&config, &paths).await?;
+            let engine = app::engine(&config, &paths, false).await?;
             let request = if dry_run {
                 Request::DryRun
             } else {
@@ -198,7 +209,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Rollback { id } => {
-            let engine = app::engine(&config, &paths).await?;
+            let engine = app::engine(&config, &paths, false).await?;
             let status = engine.rollback(&id).await?;
             let json = serde_json::json!({"incident": id, "status": status});
             print(out, &json, || format!("{id}: {}\n", render::status(status)));
@@ -211,7 +222,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Incidents { command } => {
-            let engine = app::engine(&config, &paths).await?;
+            let engine = app::engine(&config, &paths, false).await?;
             match command {
                 IncidentsCommand::List => {
                     let incidents = engine.incidents().await;
@@ -232,6 +243,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Envelope { command } => envelope(command, out, &config, &paths).await,
+        Command::Context {
+            command: ContextCommand::Ddl,
+        } => {
+            let pg = config.context.postgres.as_ref().ok_or_else(|| {
+                BadInput("context.postgres is not configured; add it to the config (see config/default.yaml)".into())
+            })?;
+            print!("{}", firebreak_context::ddl(pg));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Runbook {
             command: RunbookCommand::Check { dir },
         } => {
@@ -251,7 +271,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 async fn serve(config: Config, paths: app::Paths) -> anyhow::Result<ExitCode> {
     let token = app::api_token(&paths.token)?;
-    let engine = app::engine(&config, &paths).await?;
+    let engine = app::engine(&config, &paths, true).await?;
     engine.recover().await;
     let router = http::router(
         http::Api {
@@ -311,7 +331,7 @@ async fn envelope(
             let envelope = Envelope::from_yaml(&text)
                 .map_err(|e| BadInput(format!("{}: {e}", file.display())))?;
             let agent: &AgentRef = &envelope.spec.agent;
-            let engine = app::engine(config, paths).await?;
+            let engine = app::engine(config, paths, false).await?;
             if engine.has_open_incident(agent).await {
                 bail!(BadInput(format!(
                     "{} has an open incident: its envelope is frozen until the incident is rolled back or expires",

@@ -1,0 +1,72 @@
+//! Firebreak's context surface: per-agent source quarantine and index revocation enforced by
+//! the vector store itself (PostgreSQL + pgvector row-level security).
+
+pub mod config;
+pub mod ladder;
+pub mod plane;
+
+use firebreak_containment::surface::SurfaceError;
+
+pub use config::{ddl, ChunkTable, PostgresContextConfig};
+pub use plane::PgVector;
+
+/// Names this control plane in errors and plans.
+pub const PLANE: &str = "postgres context store";
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ContextError {
+    #[error("context.postgres.{field}: {reason}")]
+    Config { field: String, reason: String },
+    #[error("cannot reach PostgreSQL: {0}; check context.postgres.dsn and that the server is up")]
+    Unreachable(String),
+    #[error("PostgreSQL failed while {doing}: {detail}")]
+    Database { doing: String, detail: String },
+    #[error("the alert's parameter is not a context parameter {{index, source}}; send it with dimension context")]
+    NotContext,
+    #[error("index {index:?} is not a configured store; known indexes: {known:?} (context.postgres.tables[].index)")]
+    UnknownIndex { index: String, known: Vec<String> },
+    #[error("agent {0} has no database role under context.postgres.roles; add one to contain it")]
+    UnknownAgent(String),
+    #[error("table {0} does not exist; fix context.postgres.tables[].table or create the table")]
+    UnknownTable(String),
+    #[error("table {table} has no column {column:?} (its {field}); every chunk must carry its source id and embedding: fix the config or add the column")]
+    UnknownColumn {
+        table: String,
+        field: &'static str,
+        column: String,
+    },
+    #[error("database role {role:?} ({field}) does not exist; create it or fix the config")]
+    UnknownRole { role: String, field: String },
+    #[error("source {id:?} has no chunk in {table}.{column}; check the alert's source id")]
+    UnknownSource {
+        id: String,
+        table: String,
+        column: String,
+    },
+    #[error("Firebreak's row-level security is not installed on {0}; run `firebreak context ddl` and apply it (or let the daemon install it)")]
+    NotInstalled(String),
+    #[error("cannot SET ROLE {role}: {detail}; grant that role to Firebreak's database user so it can verify as the agent")]
+    SetRole { role: String, detail: String },
+    #[error(transparent)]
+    Surface(SurfaceError),
+}
+
+impl From<ContextError> for SurfaceError {
+    fn from(e: ContextError) -> SurfaceError {
+        match e {
+            ContextError::Surface(s) => s,
+            ContextError::Unreachable(_) => SurfaceError::Unreachable {
+                plane: PLANE,
+                detail: e.to_string(),
+            },
+            ContextError::Database { .. } | ContextError::SetRole { .. } => SurfaceError::Refused {
+                plane: PLANE,
+                detail: e.to_string(),
+            },
+            _ => SurfaceError::Invalid {
+                plane: PLANE,
+                detail: e.to_string(),
+            },
+        }
+    }
+}

@@ -1,0 +1,551 @@
+//! Firebreak end to end on the context surface: the real engine, in process, against a real
+//! PostgreSQL 16 + pgvector (the PyPI `pgserver` build) running as `nobody`.
+//!
+//! One server per test binary; each test gets its own database and roles, so tests run in
+//! parallel and the statement log can be read per database (`log_line_prefix` names it).
+
+#[path = "../../surfaces/context/tests/support/postgres.rs"]
+mod postgres;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use firebreak_containment::action::ActionKind;
+use firebreak_containment::alert::Alert;
+use firebreak_containment::engine::{Engine, EngineConfig, Parts, Request};
+use firebreak_containment::envelope::{Envelope, EnvelopeStore};
+use firebreak_containment::incident::PlanStatus;
+use firebreak_containment::journal::Journal;
+use firebreak_containment::metrics::Metrics;
+use firebreak_containment::runbook::Runbooks;
+use firebreak_context::{ddl, PgVector, PostgresContextConfig};
+use postgres::{connect, pg};
+use tokio_postgres::Client;
+
+/// Whether any statement of a (possibly multi-statement) log entry writes.
+fn is_mutating(entry: &str) -> bool {
+    let code: String = entry
+        .lines()
+        .map(|l| l.split("--").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    code.split(';').any(|stmt| {
+        let s = stmt.trim_start().to_ascii_uppercase();
+        [
+            "INSERT", "UPDATE", "DELETE", "CREATE", "ALTER", "DROP", "GRANT", "REVOKE", "TRUNCATE",
+            "WITH", "DO", "COPY", "COMMENT", "MERGE",
+        ]
+        .iter()
+        .any(|k| s.starts_with(k))
+    })
+}
+
+/// A database of chunks: four sources in index `kb`, an HNSW index, two agents with roles.
+struct Fixture {
+    db: String,
+    admin: Client,
+    config: PostgresContextConfig,
+    role_a: String,
+    role_b: String,
+}
+
+const DIM: usize = 8;
+const SOURCES: &[&str] = &[
+    "wiki:handbook",
+    "wiki:policies",
+    "crm:accounts",
+    "email:inj-4471",
+];
+const INJECTED: &str = "email:inj-4471";
+
+fn embedding(i: usize) -> String {
+    let v: Vec<String> = (0..DIM)
+        .map(|d| format!("{:.4}", (((i * 31 + d * 17) % 97) as f64) / 97.0))
+        .collect();
+    format!("[{}]", v.join(","))
+}
+
+async fn fixture(name: &str) -> Result<Fixture> {
+    let pg = pg();
+    let db = format!("t_{name}");
+    let root = connect(&pg.dsn("postgres")).await?;
+    // Each test process has its own cluster, so the database is always new.
+    root.batch_execute(&format!("CREATE DATABASE {db}")).await?;
+    let (role_a, role_b) = (format!("{db}_agent_a"), format!("{db}_agent_b"));
+    for r in [&role_a, &role_b] {
+        root.batch_execute(&format!("CREATE ROLE {r} NOLOGIN"))
+            .await?;
+    }
+    let admin = connect(&pg.dsn(&db)).await?;
+    admin
+        .batch_execute(&format!(
+            "CREATE EXTENSION vector;
+             CREATE TABLE chunks (id bigserial PRIMARY KEY, source_id text NOT NULL, body text NOT NULL, embedding vector({DIM}) NOT NULL);
+             CREATE TABLE notes (id bigserial PRIMARY KEY, body text, embedding vector({DIM}));
+             GRANT SELECT ON chunks, notes TO {role_a}, {role_b};"
+        ))
+        .await?;
+    let mut values = Vec::new();
+    for i in 0..2000 {
+        let src = SOURCES[i % SOURCES.len()];
+        values.push(format!("('{src}', 'chunk {i}', '{}')", embedding(i)));
+    }
+    admin
+        .batch_execute(&format!(
+            "INSERT INTO chunks (source_id, body, embedding) VALUES {};
+             CREATE INDEX chunks_hnsw ON chunks USING hnsw (embedding vector_l2_ops);
+             ANALYZE chunks;",
+            values.join(",")
+        ))
+        .await?;
+    let config: PostgresContextConfig = serde_json::from_value(serde_json::json!({
+        "dsn": pg.dsn(&db),
+        "tables": [{"table": "public.chunks", "sourceColumn": "source_id", "embeddingColumn": "embedding", "index": "kb"}],
+        "roles": {
+            "prod/rag/Deployment/agent-a": role_a,
+            "prod/rag/Deployment/agent-b": role_b,
+        },
+        "verifyDeadline": "10s",
+    }))?;
+    Ok(Fixture {
+        db,
+        admin,
+        config,
+        role_a,
+        role_b,
+    })
+}
+
+fn envelope(agent: &str) -> Result<Envelope> {
+    Ok(Envelope::from_yaml(&format!(
+        r#"apiVersion: firebreak.dev/v1alpha1
+kind: Envelope
+metadata: {{name: {agent}, namespace: rag}}
+spec:
+  agent: {{cluster: prod, namespace: rag, workload: Deployment/{agent}, serviceAccount: {agent}}}
+  version: 4
+  status: converged
+  context:
+    observed:
+      - {{index: kb, source: "wiki:handbook", closure: literal, count: 800, sessions: 90}}
+      - {{index: kb, source: "wiki:policies", closure: literal, count: 300, sessions: 40}}
+      - {{index: kb, source: "crm:accounts", closure: literal, count: 120, sessions: 20}}
+      - {{index: kb, source: "email:inj-4471", closure: literal, count: 1, sessions: 1}}
+"#
+    ))?)
+}
+
+fn alert(id: &str, agent: &str, index: &str, source: Option<&str>) -> Result<Alert> {
+    let mut parameter = serde_json::json!({"index": index});
+    if let Some(s) = source {
+        parameter["source"] = s.into();
+    }
+    let body = serde_json::json!({
+        "id": id, "source": "test", "time": "2026-11-22T02:47:00Z",
+        "agent": {"cluster": "prod", "namespace": "rag", "workload": format!("Deployment/{agent}"), "serviceAccount": agent},
+        "dimension": "context", "parameter": parameter,
+        "tier": "attack-attempt", "severity": "critical", "evidence": {}
+    });
+    Alert::from_json(body.to_string().as_bytes()).map_err(|e| anyhow!("{e}"))
+}
+
+struct Harness {
+    engine: Engine,
+    _dir: tempfile::TempDir,
+}
+
+fn engine(config: &PostgresContextConfig) -> Result<Harness> {
+    let dir = tempfile::tempdir()?;
+    let mut envelopes = EnvelopeStore::default();
+    for agent in ["agent-a", "agent-b"] {
+        envelopes.insert(envelope(agent)?, dir.path().join(format!("{agent}.yaml")))?;
+    }
+    let engine = Engine::open(Parts {
+        journal: Journal::open(&dir.path().join("journal.db"))?,
+        envelopes,
+        runbooks: Runbooks::embedded()?,
+        planes: vec![Arc::new(PgVector::new(config.clone())?)],
+        metrics: Metrics::new()?,
+        config: EngineConfig {
+            verify_poll: Duration::from_millis(50),
+            ..EngineConfig::default()
+        },
+    })?;
+    Ok(Harness { engine, _dir: dir })
+}
+
+/// What the engine recorded about the incident's last plan (verification detail).
+async fn detail(h: &Harness, incident: &str) -> Option<String> {
+    h.engine
+        .incident(incident)
+        .await
+        .and_then(|i| i.plans.last().and_then(|p| p.detail.clone()))
+}
+
+/// The agent's retrieval: top-k by similarity, as its own role.
+async fn retrieve(client: &Client, role: &str, k: i64) -> Result<Vec<String>> {
+    let tx_sql = format!("SET ROLE {role}; SET enable_seqscan = off;");
+    client.batch_execute(&tx_sql).await?;
+    let rows = client
+        .query(
+            &format!(
+                "SELECT source_id FROM chunks ORDER BY embedding <-> '{}' LIMIT $1",
+                embedding(3)
+            ),
+            &[&k],
+        )
+        .await;
+    client
+        .batch_execute("RESET ROLE; RESET enable_seqscan")
+        .await?;
+    Ok(rows?.iter().map(|r| r.get(0)).collect())
+}
+
+/// Every source the role can read at all (one retrieval filtered per source).
+async fn visible_sources(client: &Client, role: &str) -> Result<BTreeSet<String>> {
+    let mut seen = BTreeSet::new();
+    for src in SOURCES {
+        client.batch_execute(&format!("SET ROLE {role}")).await?;
+        let rows = client
+            .query(
+                &format!("SELECT source_id FROM chunks WHERE source_id = $1 ORDER BY embedding <-> '{}' LIMIT 3", embedding(7)),
+                &[src],
+            )
+            .await;
+        client.batch_execute("RESET ROLE").await?;
+        if !rows?.is_empty() {
+            seen.insert(src.to_string());
+        }
+    }
+    Ok(seen)
+}
+
+async fn explain(client: &Client, role: &str) -> Result<String> {
+    client.batch_execute(&format!("SET ROLE {role}")).await?;
+    let rows = client
+        .query(
+            &format!(
+                "EXPLAIN SELECT source_id FROM chunks ORDER BY embedding <-> '{}' LIMIT 5",
+                embedding(3)
+            ),
+            &[],
+        )
+        .await;
+    client.batch_execute("RESET ROLE").await?;
+    Ok(rows?
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
+fn all_sources() -> BTreeSet<String> {
+    SOURCES.iter().map(|s| s.to_string()).collect()
+}
+
+fn without(src: &str) -> BTreeSet<String> {
+    let mut s = all_sources();
+    s.remove(src);
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quarantine_source_hides_it_from_one_agent_only_and_rolls_back() -> Result<()> {
+    let f = fixture("quarantine").await?;
+    let plane = PgVector::new(f.config.clone())?;
+    plane.install().await?;
+    // Installing twice changes nothing (idempotent DDL).
+    plane.install().await?;
+    assert_eq!(visible_sources(&f.admin, &f.role_a).await?, all_sources());
+    let h = engine(&f.config)?;
+
+    let submitted = h
+        .engine
+        .submit(
+            alert("a-1", "agent-a", "kb", Some(INJECTED))?,
+            Request::Operator("t".into()),
+        )
+        .await?;
+    let chosen = submitted.plan.chosen.clone().context("a chosen action")?;
+    assert_eq!(chosen.kind, ActionKind::ContextQuarantineSource);
+    assert_eq!(chosen.blast_radius.broken, 0, "{:?}", chosen.blast_radius);
+    let revoke = submitted
+        .plan
+        .candidates
+        .iter()
+        .find(|c| c.kind == ActionKind::ContextRevokeIndex)
+        .context("revoke_index considered")?;
+    assert_eq!(
+        revoke.blast_radius.broken, 3,
+        "the three permitted sources of kb"
+    );
+    let broad: Vec<_> = submitted
+        .plan
+        .candidates
+        .iter()
+        .filter(|c| c.kind == ActionKind::ContextQuarantineIndex)
+        .collect();
+    assert_eq!(broad.len(), 2, "all-agents source and whole index");
+    assert!(
+        broad
+            .iter()
+            .all(|c| c.blast_radius.items.iter().any(|i| i.contains(&f.role_b))),
+        "the broad rungs name the other agent: {broad:?}"
+    );
+    assert_eq!(submitted.status, PlanStatus::Applying);
+
+    let status = h
+        .engine
+        .execute(&submitted.incident, &submitted.plan.id)
+        .await?;
+    assert_eq!(
+        status,
+        PlanStatus::Contained,
+        "{:?}",
+        detail(&h, &submitted.incident).await
+    );
+
+    let top = retrieve(&f.admin, &f.role_a, 40).await?;
+    assert!(!top.iter().any(|s| s == INJECTED), "{top:?}");
+    assert_eq!(top.len(), 40, "top-k still filled from the other sources");
+    assert_eq!(
+        visible_sources(&f.admin, &f.role_a).await?,
+        without(INJECTED)
+    );
+    let plan = explain(&f.admin, &f.role_a).await?;
+    assert!(
+        plan.contains("chunks_hnsw"),
+        "the HNSW index is still used:\n{plan}"
+    );
+    assert_eq!(visible_sources(&f.admin, &f.role_b).await?, all_sources());
+    assert!(retrieve(&f.admin, &f.role_b, 40)
+        .await?
+        .iter()
+        .any(|s| s == INJECTED));
+
+    // Applying again finds the row in place.
+    let again = plane_apply_again(&f, &chosen).await?;
+    assert!(!again, "apply is idempotent");
+
+    let status = h.engine.rollback(&submitted.incident).await?;
+    assert_eq!(status, PlanStatus::Reverted);
+    assert_eq!(visible_sources(&f.admin, &f.role_a).await?, all_sources());
+    let rows: i64 = f
+        .admin
+        .query_one("SELECT count(*) FROM firebreak.quarantined_sources", &[])
+        .await?
+        .get(0);
+    assert_eq!(rows, 0);
+    Ok(())
+}
+
+async fn plane_apply_again(
+    f: &Fixture,
+    action: &firebreak_containment::plan::Candidate,
+) -> Result<bool> {
+    use firebreak_containment::surface::ControlPlane;
+    let plane = PgVector::new(f.config.clone())?;
+    Ok(plane
+        .apply(action)
+        .await
+        .map_err(|e| anyhow!("{e}"))?
+        .changed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_index_cuts_one_agent_off_and_rollback_restores_the_grant() -> Result<()> {
+    let f = fixture("revoke").await?;
+    PgVector::new(f.config.clone())?.install().await?;
+    let h = engine(&f.config)?;
+    // No source named: only the index can be cut, for this agent.
+    let submitted = h
+        .engine
+        .submit(
+            alert("a-2", "agent-a", "kb", None)?,
+            Request::Operator("t".into()),
+        )
+        .await?;
+    let chosen = submitted.plan.chosen.clone().context("a chosen action")?;
+    assert_eq!(chosen.kind, ActionKind::ContextRevokeIndex);
+    let status = h
+        .engine
+        .execute(&submitted.incident, &submitted.plan.id)
+        .await?;
+    assert_eq!(
+        status,
+        PlanStatus::Contained,
+        "{:?}",
+        detail(&h, &submitted.incident).await
+    );
+    assert!(retrieve(&f.admin, &f.role_a, 5).await?.is_empty());
+    assert_eq!(retrieve(&f.admin, &f.role_b, 5).await?.len(), 5);
+    assert_eq!(
+        h.engine.rollback(&submitted.incident).await?,
+        PlanStatus::Reverted
+    );
+    assert_eq!(retrieve(&f.admin, &f.role_a, 5).await?.len(), 5);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_writes_nothing_at_the_server() -> Result<()> {
+    let f = fixture("dryrun").await?;
+    PgVector::new(f.config.clone())?.install().await?;
+    let h = engine(&f.config)?;
+    let before = pg().statements(&f.db).len();
+    assert!(
+        pg().statements(&f.db).iter().any(|s| is_mutating(s)),
+        "the log shows the install's writes, so it would show a dry run's"
+    );
+    let submitted = h
+        .engine
+        .submit(
+            alert("a-3", "agent-a", "kb", Some(INJECTED))?,
+            Request::DryRun,
+        )
+        .await?;
+    assert_eq!(submitted.status, PlanStatus::DryRun);
+    assert_eq!(
+        submitted.plan.chosen.as_ref().map(|c| c.kind),
+        Some(ActionKind::ContextQuarantineSource)
+    );
+    // The log is written asynchronously by the server: wait for the plan's reads to show up.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let during = loop {
+        let all = pg().statements(&f.db);
+        let during: Vec<String> = all[before..].to_vec();
+        if during.iter().any(|s| s.contains("index_grants")) || Instant::now() > deadline {
+            break during;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        during.iter().any(|s| s.contains("index_grants")),
+        "the dry run read the grants: {during:?}"
+    );
+    let writes: Vec<&String> = during.iter().filter(|s| is_mutating(s)).collect();
+    assert!(writes.is_empty(), "dry run wrote: {writes:?}");
+    assert_eq!(visible_sources(&f.admin, &f.role_a).await?, all_sources());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_precise_error_and_changes_nothing() -> Result<()> {
+    let f = fixture("badinput").await?;
+
+    // A table without a source column: the install refuses before any DDL.
+    let mut no_source = f.config.clone();
+    no_source.tables[0].table = "public.notes".into();
+    let before = pg().statements(&f.db).len();
+    let err = PgVector::new(no_source)?
+        .install()
+        .await
+        .expect_err("no source column");
+    assert!(
+        err.to_string().contains("has no column \"source_id\""),
+        "{err}"
+    );
+    let mut unknown_table = f.config.clone();
+    unknown_table.tables[0].table = "public.nope".into();
+    let err = PgVector::new(unknown_table)?
+        .install()
+        .await
+        .expect_err("no table");
+    assert!(
+        err.to_string().contains("public.nope does not exist"),
+        "{err}"
+    );
+    let mut unknown_role = f.config.clone();
+    unknown_role
+        .roles
+        .insert("prod/rag/Deployment/agent-a".into(), "no_such_role".into());
+    let err = PgVector::new(unknown_role)?
+        .install()
+        .await
+        .expect_err("no role");
+    assert!(err.to_string().contains("\"no_such_role\""), "{err}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let writes: Vec<String> = pg().statements(&f.db)[before..]
+        .iter()
+        .filter(|s| is_mutating(s))
+        .cloned()
+        .collect();
+    assert!(writes.is_empty(), "a refused install wrote: {writes:?}");
+
+    PgVector::new(f.config.clone())?.install().await?;
+    let h = engine(&f.config)?;
+    let before = pg().statements(&f.db).len();
+    for (id, index, source, expect) in [
+        (
+            "b-1",
+            "wiki",
+            Some(INJECTED),
+            "index \"wiki\" is not a configured store",
+        ),
+        (
+            "b-2",
+            "kb",
+            Some("email:nope"),
+            "source \"email:nope\" has no chunk",
+        ),
+    ] {
+        let submitted = h
+            .engine
+            .submit(
+                alert(id, "agent-a", index, source)?,
+                Request::Operator("t".into()),
+            )
+            .await?;
+        assert!(submitted.plan.chosen.is_none(), "{id}: nothing chosen");
+        let escalation = submitted.plan.escalation.clone().unwrap_or_default();
+        assert!(escalation.contains(expect), "{id}: {escalation}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let writes: Vec<String> = pg().statements(&f.db)[before..]
+        .iter()
+        .filter(|s| is_mutating(s))
+        .cloned()
+        .collect();
+    assert!(writes.is_empty(), "bad alerts wrote: {writes:?}");
+    assert_eq!(visible_sources(&f.admin, &f.role_a).await?, all_sources());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn printed_ddl_applied_by_a_dba_is_what_the_plane_expects() -> Result<()> {
+    let f = fixture("ddl").await?;
+    f.admin.batch_execute(&ddl(&f.config)).await?;
+    f.admin.batch_execute(&ddl(&f.config)).await?;
+    let h = engine(&f.config)?;
+    let submitted = h
+        .engine
+        .submit(
+            alert("d-1", "agent-b", "kb", Some(INJECTED))?,
+            Request::Operator("t".into()),
+        )
+        .await?;
+    let status = h
+        .engine
+        .execute(&submitted.incident, &submitted.plan.id)
+        .await?;
+    assert_eq!(
+        status,
+        PlanStatus::Contained,
+        "{:?}",
+        detail(&h, &submitted.incident).await
+    );
+    assert_eq!(
+        visible_sources(&f.admin, &f.role_b).await?,
+        without(INJECTED)
+    );
+    assert_eq!(visible_sources(&f.admin, &f.role_a).await?, all_sources());
+    // Re-running the DDL during an incident keeps the containment.
+    f.admin.batch_execute(&ddl(&f.config)).await?;
+    assert_eq!(
+        visible_sources(&f.admin, &f.role_b).await?,
+        without(INJECTED)
+    );
+    Ok(())
+}
