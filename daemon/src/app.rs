@@ -13,6 +13,7 @@ use firebreak_containment::runbook::Runbooks;
 use firebreak_containment::surface::ControlPlane;
 use firebreak_containment::EnvelopeStore;
 use firebreak_context::PgVector;
+use firebreak_tools::{GatewayConfig, Policy, ToolsPlane};
 
 use crate::config::Config;
 
@@ -49,10 +50,16 @@ pub fn runbooks(config: &Config) -> anyhow::Result<Runbooks> {
     })
 }
 
+/// An engine and, when configured, the MCP gateway sharing the tools plane's policy.
+pub struct Built {
+    pub engine: Engine,
+    pub gateway: Option<(GatewayConfig, Arc<Policy>)>,
+}
+
 /// Opens the journal and everything else; folds the journal into the incident view.
 /// `install` lets control planes that own schema (the context store's RLS) install it: only
 /// `serve` does, so `plan` and dry runs stay free of writes.
-pub async fn engine(config: &Config, paths: &Paths, install: bool) -> anyhow::Result<Engine> {
+pub async fn engine(config: &Config, paths: &Paths, install: bool) -> anyhow::Result<Built> {
     std::fs::create_dir_all(&paths.data)
         .with_context(|| format!("cannot create data dir {}", paths.data.display()))?;
     let journal = Journal::open(&paths.journal)?;
@@ -78,6 +85,15 @@ pub async fn engine(config: &Config, paths: &Paths, install: bool) -> anyhow::Re
         }
         planes.push(Arc::new(plane));
     }
+    let gateway = config.gateway.clone().map(|gw| {
+        let policy = Arc::new(Policy::default());
+        policy.set_envelopes(&envelopes, gw.envelope_only);
+        planes.push(Arc::new(ToolsPlane::new(
+            policy.clone(),
+            gw.upstreams.keys().cloned(),
+        )));
+        (gw, policy)
+    });
     let fault = match std::env::var("FIREBREAK_FAULT") {
         Ok(name) => Some(Fault::parse(&name).with_context(|| {
             format!("FIREBREAK_FAULT={name:?} is not a known fault (crash-after-intent)")
@@ -96,12 +112,15 @@ pub async fn engine(config: &Config, paths: &Paths, install: bool) -> anyhow::Re
             verify_poll: Duration::from_millis(250),
         },
     })?;
+    if let Some((_, policy)) = &gateway {
+        policy.attach_engine(engine.clone());
+    }
     tracing::info!(
         envelopes = engine.envelopes().len(),
         dir = %paths.envelopes.display(),
         "envelopes loaded"
     );
-    Ok(engine)
+    Ok(Built { engine, gateway })
 }
 
 /// Reads the API token, creating it (0600) on first start. Never logs the token itself.

@@ -23,6 +23,9 @@ pub struct Config {
     pub aws: AwsSection,
     #[serde(default)]
     pub context: ContextSection,
+    /// The MCP tool gateway: absent = off.
+    #[serde(default)]
+    pub gateway: Option<firebreak_tools::GatewayConfig>,
 }
 
 /// The context (RAG) surface: absent = off.

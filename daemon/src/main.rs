@@ -47,8 +47,10 @@ enum Output {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the daemon (HTTP API on the configured address).
+    /// Run the daemon (HTTP API on the configured address, and the MCP gateway when configured).
     Serve,
+    /// Run only the MCP tool gateway (with its engine, so revocations survive restarts).
+    Gateway,
     /// Print the plan for an alert; change nothing, journal nothing.
     Plan {
         /// Alert JSON file, or - for stdin.
@@ -119,7 +121,7 @@ const EXIT_NOT_CONTAINED: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(matches!(cli.command, Command::Serve));
+    init_tracing(matches!(cli.command, Command::Serve | Command::Gateway));
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -163,16 +165,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let out = cli.output;
     match cli.command {
         Command::Serve => serve(config, paths).await,
+        Command::Gateway => {
+            let built = app::engine(&config, &paths, true).await?;
+            let (gateway, policy) = built.gateway.ok_or_else(|| {
+                BadInput("gateway is not configured; add a gateway: section to the config".into())
+            })?;
+            built.engine.recover().await;
+            firebreak_tools::serve(gateway, policy).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Plan { alert } => {
             let alert = read_alert(&alert)?;
-            let engine = app::engine(&config, &paths, false).await?;
+            let engine = app::engine(&config, &paths, false).await?.engine;
             let plan = engine.plan_only(&alert).await?;
             print(out, &plan, || render::plan(&plan));
             Ok(ExitCode::SUCCESS)
         }
         Command::Contain { alert, dry_run } => {
             let alert = read_alert(&alert)?;
-            let engine = app::engine(&config, &paths, false).await?;
+            let engine = app::engine(&config, &paths, false).await?.engine;
             let request = if dry_run {
                 Request::DryRun
             } else {
@@ -209,7 +220,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Rollback { id } => {
-            let engine = app::engine(&config, &paths, false).await?;
+            let engine = app::engine(&config, &paths, false).await?.engine;
             let status = engine.rollback(&id).await?;
             let json = serde_json::json!({"incident": id, "status": status});
             print(out, &json, || format!("{id}: {}\n", render::status(status)));
@@ -222,7 +233,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Incidents { command } => {
-            let engine = app::engine(&config, &paths, false).await?;
+            let engine = app::engine(&config, &paths, false).await?.engine;
             match command {
                 IncidentsCommand::List => {
                     let incidents = engine.incidents().await;
@@ -271,8 +282,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 async fn serve(config: Config, paths: app::Paths) -> anyhow::Result<ExitCode> {
     let token = app::api_token(&paths.token)?;
-    let engine = app::engine(&config, &paths, true).await?;
+    let app::Built { engine, gateway } = app::engine(&config, &paths, true).await?;
     engine.recover().await;
+    if let Some((gateway, policy)) = gateway {
+        tracing::info!(addr = %gateway.listen, "MCP tool gateway serving");
+        tokio::spawn(async move {
+            if let Err(e) = firebreak_tools::serve(gateway, policy).await {
+                tracing::error!(error = %e, "the MCP tool gateway stopped");
+            }
+        });
+    }
     let router = http::router(
         http::Api {
             engine,
@@ -331,7 +350,7 @@ async fn envelope(
             let envelope = Envelope::from_yaml(&text)
                 .map_err(|e| BadInput(format!("{}: {e}", file.display())))?;
             let agent: &AgentRef = &envelope.spec.agent;
-            let engine = app::engine(config, paths, false).await?;
+            let engine = app::engine(config, paths, false).await?.engine;
             if engine.has_open_incident(agent).await {
                 bail!(BadInput(format!(
                     "{} has an open incident: its envelope is frozen until the incident is rolled back or expires",
