@@ -37,6 +37,70 @@ pub struct Verification {
     pub detail: String,
 }
 
+/// The four things done to an action. Control planes dispatch on it so that each action kind
+/// answers all four in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Apply,
+    Verify,
+    Revert,
+    VerifyReverted,
+}
+
+/// What an operation produced: a change (apply, revert) or a check (verify, verify-reverted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Changed(Outcome),
+    Checked(Verification),
+}
+
+impl Step {
+    pub fn changed(detail: String) -> Step {
+        Step::Changed(Outcome {
+            changed: true,
+            detail,
+        })
+    }
+
+    /// Already in the target state: idempotent success, nothing written.
+    pub fn unchanged(detail: String) -> Step {
+        Step::Changed(Outcome {
+            changed: false,
+            detail,
+        })
+    }
+
+    pub fn ok(detail: String) -> Step {
+        Step::Checked(Verification { ok: true, detail })
+    }
+
+    pub fn failed(detail: String) -> Step {
+        Step::Checked(Verification { ok: false, detail })
+    }
+
+    /// The outcome of an apply or revert; a check here is a bug in `plane`.
+    pub fn into_outcome(self, plane: &'static str) -> Result<Outcome, SurfaceError> {
+        match self {
+            Step::Changed(o) => Ok(o),
+            Step::Checked(v) => Err(SurfaceError::Invalid {
+                plane,
+                detail: format!("expected a change, got a check: {}", v.detail),
+            }),
+        }
+    }
+
+    /// The verification of a verify or verify-reverted; a change here is a bug in `plane`.
+    pub fn into_verification(self, plane: &'static str) -> Result<Verification, SurfaceError> {
+        match self {
+            Step::Checked(v) => Ok(v),
+            Step::Changed(o) => Err(SurfaceError::Invalid {
+                plane,
+                detail: format!("expected a check, got a change: {}", o.detail),
+            }),
+        }
+    }
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SurfaceError {
     #[error("{plane} is unreachable: {detail}; check its endpoint, network and credentials")]

@@ -10,7 +10,7 @@ use firebreak_containment::action::Surface;
 use firebreak_containment::alert::{Dimension, Parameter};
 use firebreak_containment::plan::Candidate;
 use firebreak_containment::surface::{
-    ControlPlane, Observation, Outcome, PlanInput, SurfaceError, Verification,
+    ControlPlane, Observation, Op, Outcome, PlanInput, Step, SurfaceError, Verification,
 };
 use tokio_postgres::{Client, NoTls, Transaction};
 
@@ -223,20 +223,6 @@ fn db_detail(e: &tokio_postgres::Error) -> String {
         Some(d) => format!("{} ({})", d.message(), d.code().code()),
         None => e.to_string(),
     }
-}
-
-/// The four things done to an action. Each action kind answers all four in one place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Apply,
-    Verify,
-    Revert,
-    VerifyReverted,
-}
-
-enum Step {
-    Changed(Outcome),
-    Checked(Verification),
 }
 
 impl PgVector {
@@ -618,44 +604,24 @@ impl ControlPlane for PgVector {
     }
 
     async fn apply(&self, action: &Candidate) -> Result<Outcome, SurfaceError> {
-        changed(self.run(action, Op::Apply).await?)
+        self.run(action, Op::Apply).await?.into_outcome(PLANE)
     }
 
     async fn verify(&self, action: &Candidate) -> Result<Verification, SurfaceError> {
-        checked(self.run(action, Op::Verify).await?)
+        self.run(action, Op::Verify).await?.into_verification(PLANE)
     }
 
     async fn revert(&self, action: &Candidate) -> Result<Outcome, SurfaceError> {
-        changed(self.run(action, Op::Revert).await?)
+        self.run(action, Op::Revert).await?.into_outcome(PLANE)
     }
 
     async fn verify_reverted(&self, action: &Candidate) -> Result<Verification, SurfaceError> {
-        checked(self.run(action, Op::VerifyReverted).await?)
+        self.run(action, Op::VerifyReverted)
+            .await?
+            .into_verification(PLANE)
     }
 
     fn verify_deadline(&self) -> Duration {
         self.config.verify_deadline
-    }
-}
-
-fn changed(step: Step) -> Result<Outcome, SurfaceError> {
-    match step {
-        Step::Changed(o) => Ok(o),
-        Step::Checked(_) => Err(internal()),
-    }
-}
-
-fn checked(step: Step) -> Result<Verification, SurfaceError> {
-    match step {
-        Step::Checked(v) => Ok(v),
-        Step::Changed(_) => Err(internal()),
-    }
-}
-
-fn internal() -> SurfaceError {
-    SurfaceError::Invalid {
-        plane: PLANE,
-        detail: "an operation returned the wrong kind of result; report this as a Firebreak bug"
-            .into(),
     }
 }

@@ -159,15 +159,11 @@ impl Child {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, tx);
-        let mut message = json!({"jsonrpc": "2.0", "id": id, "method": method});
-        if !params.is_null() {
-            message["params"] = params;
-        }
-        let bytes = serde_json::to_vec(&message).map_err(|e| e.to_string())?;
-        self.tx
-            .send(bytes)
-            .await
-            .map_err(|_| "the stdio upstream exited".to_string())?;
+        self.send(
+            json!({"jsonrpc": "2.0", "id": id, "method": method}),
+            params,
+        )
+        .await?;
         match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(_)) => Err("the stdio upstream exited before answering".into()),
@@ -182,7 +178,12 @@ impl Child {
     }
 
     async fn notify(&self, method: &str, params: Value) -> Result<(), String> {
-        let mut message = json!({"jsonrpc": "2.0", "method": method});
+        self.send(json!({"jsonrpc": "2.0", "method": method}), params)
+            .await
+    }
+
+    /// Writes one JSON-RPC message (with `params` unless null) to the child's stdin.
+    async fn send(&self, mut message: Value, params: Value) -> Result<(), String> {
         if !params.is_null() {
             message["params"] = params;
         }

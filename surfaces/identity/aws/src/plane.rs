@@ -10,7 +10,7 @@ use firebreak_containment::action::Surface;
 use firebreak_containment::alert::Dimension;
 use firebreak_containment::plan::Candidate;
 use firebreak_containment::surface::{
-    ControlPlane, Observation, Outcome, PlanInput, SurfaceError, Verification,
+    ControlPlane, Observation, Op, Outcome, PlanInput, Step, SurfaceError, Verification,
 };
 use serde_json::{json, Value};
 
@@ -282,21 +282,6 @@ impl AwsIam {
     }
 }
 
-/// The four things done to an action. Each action kind answers all four in one place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Apply,
-    Verify,
-    Revert,
-    VerifyReverted,
-}
-
-/// What an operation produced: a change (apply, revert) or a check (verify, verify-reverted).
-enum Step {
-    Changed(Outcome),
-    Checked(Verification),
-}
-
 impl AwsIam {
     /// Destructures the journaled spec once and runs `op` for its action.
     async fn run(&self, action: &Candidate, op: Op) -> Result<Step, SurfaceError> {
@@ -356,13 +341,13 @@ impl AwsIam {
             .as_ref()
             .is_some_and(|p| ours.iter().any(|s| p.contains(s)));
         Ok(match op {
-            Op::Apply if holds_all => unchanged(format!("{policy} already holds the deny")),
+            Op::Apply if holds_all => Step::unchanged(format!("{policy} already holds the deny")),
             Op::Apply => {
                 let merged = merge_statements(present.as_deref().unwrap_or(&[]), ours);
                 self.put_inline(role, policy, &merged.to_value()).await?;
-                changed(format!("put inline policy {policy} on {role}"))
+                Step::changed(format!("put inline policy {policy} on {role}"))
             }
-            Op::Verify if !holds_all => failed(format!("{policy} lacks this plan's deny")),
+            Op::Verify if !holds_all => Step::failed(format!("{policy} lacks this plan's deny")),
             Op::Verify => {
                 // Read back is not enough: re-evaluate the breach against every policy of the role.
                 let state = self.observe_role(role_arn).await?;
@@ -371,16 +356,16 @@ impl AwsIam {
                     resource: &breach.resource,
                 };
                 match evaluate(&state.policies(), &request).permit {
-                    Permit::NotAllowed => ok(format!(
+                    Permit::NotAllowed => Step::ok(format!(
                         "{policy} read back; {} on {} evaluates as denied",
                         breach.action, breach.resource
                     )),
-                    other => failed(format!("the breach still evaluates as {other:?}")),
+                    other => Step::failed(format!("the breach still evaluates as {other:?}")),
                 }
             }
             Op::Revert => {
                 let Some(present) = present else {
-                    return Ok(unchanged(format!("{policy} was already gone")));
+                    return Ok(Step::unchanged(format!("{policy} was already gone")));
                 };
                 let rest: Vec<Statement> = present
                     .into_iter()
@@ -388,20 +373,20 @@ impl AwsIam {
                     .collect();
                 if rest.is_empty() {
                     self.delete_inline(role, policy).await?;
-                    changed(format!("deleted {policy}"))
+                    Step::changed(format!("deleted {policy}"))
                 } else {
                     let remaining = merge_statements(&rest, &[]);
                     self.put_inline(role, policy, &remaining.to_value()).await?;
-                    changed(format!(
+                    Step::changed(format!(
                         "removed this plan's statements from {policy}; {} remain",
                         rest.len()
                     ))
                 }
             }
             Op::VerifyReverted if holds_any => {
-                failed(format!("{policy} still holds this plan's deny"))
+                Step::failed(format!("{policy} still holds this plan's deny"))
             }
-            Op::VerifyReverted => ok(format!("{policy} no longer holds this plan's deny")),
+            Op::VerifyReverted => Step::ok(format!("{policy} no longer holds this plan's deny")),
         })
     }
 
@@ -413,7 +398,9 @@ impl AwsIam {
     ) -> Result<Step, SurfaceError> {
         let attached = self.attached(role, policy_arn).await?;
         Ok(match (op, attached) {
-            (Op::Apply, false) => unchanged(format!("{policy_arn} is not attached to {role}")),
+            (Op::Apply, false) => {
+                Step::unchanged(format!("{policy_arn} is not attached to {role}"))
+            }
             (Op::Apply, true) => {
                 match self
                     .client
@@ -423,16 +410,16 @@ impl AwsIam {
                     .send()
                     .await
                 {
-                    Ok(_) => changed(format!("detached {policy_arn} from {role}")),
+                    Ok(_) => Step::changed(format!("detached {policy_arn} from {role}")),
                     Err(e) if is_no_such_entity(&e) => {
-                        unchanged(format!("{policy_arn} was not attached to {role}"))
+                        Step::unchanged(format!("{policy_arn} was not attached to {role}"))
                     }
                     Err(e) => return Err(sdk_error(e)),
                 }
             }
-            (Op::Verify, true) => failed(format!("{policy_arn} is still attached")),
-            (Op::Verify, false) => ok(format!("{policy_arn} is detached from {role}")),
-            (Op::Revert, true) => unchanged(format!("{policy_arn} is attached")),
+            (Op::Verify, true) => Step::failed(format!("{policy_arn} is still attached")),
+            (Op::Verify, false) => Step::ok(format!("{policy_arn} is detached from {role}")),
+            (Op::Revert, true) => Step::unchanged(format!("{policy_arn} is attached")),
             (Op::Revert, false) => {
                 self.client
                     .attach_role_policy()
@@ -441,10 +428,10 @@ impl AwsIam {
                     .send()
                     .await
                     .map_err(sdk_error)?;
-                changed(format!("attached {policy_arn} to {role} again"))
+                Step::changed(format!("attached {policy_arn} to {role} again"))
             }
-            (Op::VerifyReverted, true) => ok(format!("{policy_arn} is attached to {role}")),
-            (Op::VerifyReverted, false) => failed(format!("{policy_arn} is not attached")),
+            (Op::VerifyReverted, true) => Step::ok(format!("{policy_arn} is attached to {role}")),
+            (Op::VerifyReverted, false) => Step::failed(format!("{policy_arn} is not attached")),
         })
     }
 
@@ -457,28 +444,30 @@ impl AwsIam {
     ) -> Result<Step, SurfaceError> {
         let current = self.inline_document(role, policy).await?;
         Ok(match (op, current) {
-            (Op::Apply, None) => unchanged(format!("{policy} was already gone")),
+            (Op::Apply, None) => Step::unchanged(format!("{policy} was already gone")),
             (Op::Apply, Some(_)) => {
                 if self.delete_inline(role, policy).await? {
-                    changed(format!("deleted inline policy {policy} of {role}"))
+                    Step::changed(format!("deleted inline policy {policy} of {role}"))
                 } else {
-                    unchanged(format!("{policy} was already gone"))
+                    Step::unchanged(format!("{policy} was already gone"))
                 }
             }
-            (Op::Verify, None) => ok(format!("{policy} is gone")),
-            (Op::Verify, Some(_)) => failed(format!("{policy} still exists")),
+            (Op::Verify, None) => Step::ok(format!("{policy} is gone")),
+            (Op::Verify, Some(_)) => Step::failed(format!("{policy} still exists")),
             (Op::Revert, Some(doc)) if &doc == pre_image => {
-                unchanged(format!("{policy} is in place"))
+                Step::unchanged(format!("{policy} is in place"))
             }
             (Op::Revert, _) => {
                 self.put_inline(role, policy, pre_image).await?;
-                changed(format!("restored {policy} from its pre-image"))
+                Step::changed(format!("restored {policy} from its pre-image"))
             }
             (Op::VerifyReverted, Some(doc)) if &doc == pre_image => {
-                ok(format!("{policy} matches its pre-image"))
+                Step::ok(format!("{policy} matches its pre-image"))
             }
-            (Op::VerifyReverted, Some(_)) => failed(format!("{policy} differs from its pre-image")),
-            (Op::VerifyReverted, None) => failed(format!("{policy} is absent")),
+            (Op::VerifyReverted, Some(_)) => {
+                Step::failed(format!("{policy} differs from its pre-image"))
+            }
+            (Op::VerifyReverted, None) => Step::failed(format!("{policy} is absent")),
         })
     }
 
@@ -492,23 +481,29 @@ impl AwsIam {
         let list = statement_list(&mut trust)?;
         let present = list.contains(statement);
         Ok(match (op, present) {
-            (Op::Apply, true) => unchanged("the trust policy already holds the deny".into()),
+            (Op::Apply, true) => Step::unchanged("the trust policy already holds the deny".into()),
             (Op::Apply, false) => {
                 list.push(statement.clone());
                 self.put_trust(role, &trust).await?;
-                changed(format!("added a Deny to the trust policy of {role}"))
+                Step::changed(format!("added a Deny to the trust policy of {role}"))
             }
-            (Op::Verify, true) => ok("the trust policy holds the deny".into()),
-            (Op::Verify, false) => failed("the trust policy lacks the deny".into()),
-            (Op::Revert, false) => unchanged("the trust policy holds no Firebreak deny".into()),
+            (Op::Verify, true) => Step::ok("the trust policy holds the deny".into()),
+            (Op::Verify, false) => Step::failed("the trust policy lacks the deny".into()),
+            (Op::Revert, false) => {
+                Step::unchanged("the trust policy holds no Firebreak deny".into())
+            }
             (Op::Revert, true) => {
                 // Remove only our statement: later edits by others to the trust policy survive.
                 list.retain(|s| s != statement);
                 self.put_trust(role, &trust).await?;
-                changed(format!("removed the Deny from the trust policy of {role}"))
+                Step::changed(format!("removed the Deny from the trust policy of {role}"))
             }
-            (Op::VerifyReverted, true) => failed("the trust policy still holds the deny".into()),
-            (Op::VerifyReverted, false) => ok("the trust policy no longer holds the deny".into()),
+            (Op::VerifyReverted, true) => {
+                Step::failed("the trust policy still holds the deny".into())
+            }
+            (Op::VerifyReverted, false) => {
+                Step::ok("the trust policy no longer holds the deny".into())
+            }
         })
     }
 }
@@ -532,45 +527,25 @@ impl ControlPlane for AwsIam {
     }
 
     async fn apply(&self, action: &Candidate) -> Result<Outcome, SurfaceError> {
-        self.run(action, Op::Apply).await?.outcome()
+        self.run(action, Op::Apply).await?.into_outcome(PLANE)
     }
 
     async fn verify(&self, action: &Candidate) -> Result<Verification, SurfaceError> {
-        self.run(action, Op::Verify).await?.verification()
+        self.run(action, Op::Verify).await?.into_verification(PLANE)
     }
 
     async fn revert(&self, action: &Candidate) -> Result<Outcome, SurfaceError> {
-        self.run(action, Op::Revert).await?.outcome()
+        self.run(action, Op::Revert).await?.into_outcome(PLANE)
     }
 
     async fn verify_reverted(&self, action: &Candidate) -> Result<Verification, SurfaceError> {
-        self.run(action, Op::VerifyReverted).await?.verification()
+        self.run(action, Op::VerifyReverted)
+            .await?
+            .into_verification(PLANE)
     }
 
     fn verify_deadline(&self) -> Duration {
         self.verify_deadline
-    }
-}
-
-impl Step {
-    fn outcome(self) -> Result<Outcome, SurfaceError> {
-        match self {
-            Step::Changed(o) => Ok(o),
-            Step::Checked(v) => Err(SurfaceError::Invalid {
-                plane: PLANE,
-                detail: format!("expected a change, got a check: {}", v.detail),
-            }),
-        }
-    }
-
-    fn verification(self) -> Result<Verification, SurfaceError> {
-        match self {
-            Step::Checked(v) => Ok(v),
-            Step::Changed(o) => Err(SurfaceError::Invalid {
-                plane: PLANE,
-                detail: format!("expected a check, got a change: {}", o.detail),
-            }),
-        }
     }
 }
 
@@ -622,28 +597,6 @@ fn refused(detail: &str) -> SurfaceError {
         plane: PLANE,
         detail: detail.to_string(),
     }
-}
-
-fn changed(detail: String) -> Step {
-    Step::Changed(Outcome {
-        changed: true,
-        detail,
-    })
-}
-
-fn unchanged(detail: String) -> Step {
-    Step::Changed(Outcome {
-        changed: false,
-        detail,
-    })
-}
-
-fn ok(detail: String) -> Step {
-    Step::Checked(Verification { ok: true, detail })
-}
-
-fn failed(detail: String) -> Step {
-    Step::Checked(Verification { ok: false, detail })
 }
 
 fn is_no_such_entity<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
