@@ -127,7 +127,18 @@ pub fn covers(pattern: &str, request: &str, ci: bool) -> bool {
 }
 
 pub(crate) fn covers_toks(pattern: &[Tok], request: &[Tok]) -> bool {
+    // Exact shortcuts for the shapes IAM policies are mostly made of.
+    if all_literal(pattern) {
+        return pattern == request;
+    }
+    if let Some(prefix) = literal_then_star(pattern) {
+        return request.starts_with(prefix);
+    }
     accepts(&normalize(pattern), &normalize(request))
+}
+
+fn all_literal(t: &[Tok]) -> bool {
+    t.iter().all(|x| matches!(x, Tok::Lit(_)))
 }
 
 /// Some concrete string matches both globs. Exact.
@@ -145,6 +156,10 @@ pub(crate) fn overlaps_toks(a: &[Tok], b: &[Tok]) -> bool {
         || literal_edges_differ(a.iter().rev(), b.iter().rev())
     {
         return false;
+    }
+    // Exact names (an action, a table ARN) against themselves are the common case.
+    if all_literal(a) && all_literal(b) {
+        return a == b;
     }
     // IAM patterns are mostly `literal*` (`s3:Get*`, `arn:aws:s3:::*`): decided in one pass.
     if let Some(prefix) = literal_then_star(a) {
@@ -200,7 +215,7 @@ pub(crate) fn overlaps_toks(a: &[Tok], b: &[Tok]) -> bool {
 /// `Some(prefix)` when `t` is literal characters followed by one trailing `*`.
 fn literal_then_star(t: &[Tok]) -> Option<&[Tok]> {
     let (last, prefix) = t.split_last()?;
-    (*last == Tok::Star && prefix.iter().all(|x| matches!(x, Tok::Lit(_)))).then_some(prefix)
+    (*last == Tok::Star && all_literal(prefix)).then_some(prefix)
 }
 
 /// Whether `prefix*` and `other` share a string: `other` must agree with the prefix until it
