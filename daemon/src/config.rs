@@ -26,6 +26,29 @@ pub struct Config {
     /// The MCP tool gateway: absent = off.
     #[serde(default)]
     pub gateway: Option<firebreak_tools::GatewayConfig>,
+    #[serde(default)]
+    pub sources: SourcesSection,
+}
+
+/// The alert source endpoints (Kubescape, Falco, CloudEvents).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SourcesSection {
+    /// The cluster name for alerts that do not carry one (Falco never does).
+    #[serde(default = "default_cluster")]
+    pub cluster: String,
+}
+
+impl Default for SourcesSection {
+    fn default() -> Self {
+        Self {
+            cluster: default_cluster(),
+        }
+    }
+}
+
+fn default_cluster() -> String {
+    "default".into()
 }
 
 /// The context (RAG) surface: absent = off.
@@ -107,6 +130,7 @@ mod tests {
         let c = Config::load(None).expect("embedded config is valid");
         assert_eq!(c.listen.port(), 8470);
         assert_eq!(c.aws.verify_deadline, Duration::from_secs(300));
+        assert_eq!(c.sources.cluster, "default");
     }
 
     #[test]

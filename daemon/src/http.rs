@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,15 +17,23 @@ use firebreak_containment::{Alert, InputError};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::sources::{self, Item, Outcome, Sources};
+
 #[derive(Clone)]
 pub struct Api {
     pub engine: Engine,
     pub token: Arc<str>,
+    pub sources: Sources,
 }
 
 pub fn router(api: Api, max_body_bytes: usize) -> Router {
     let authenticated = Router::new()
         .route("/v1/alerts", post(post_alert))
+        .route("/v1/alerts/kubescape", post(post_kubescape))
+        // The path Kubescape node-agent's HTTP exporter posts to.
+        .route("/v1/runtimealerts", post(post_kubescape))
+        .route("/v1/alerts/falco", post(post_falco))
+        .route("/v1/alerts/cloudevents", post(post_cloudevents))
         .route("/v1/incidents", get(list_incidents))
         .route("/v1/incidents/{id}", get(get_incident))
         .route("/v1/incidents/{id}/approve", post(approve))
@@ -159,6 +167,83 @@ async fn post_alert(State(api): State<Api>, raw: Result<Bytes, BytesRejection>) 
             .inc();
         e.into_response()
     })
+}
+
+async fn post_kubescape(State(api): State<Api>, raw: Result<Bytes, BytesRejection>) -> Response {
+    let bytes = match body(raw) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let items = sources::kubescape::map(&bytes, &source_context(&api));
+    respond(&api, "kubescape", items).await
+}
+
+async fn post_falco(State(api): State<Api>, raw: Result<Bytes, BytesRejection>) -> Response {
+    let bytes = match body(raw) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let items = sources::falco::map(&bytes, &source_context(&api));
+    respond(&api, "falco", items).await
+}
+
+async fn post_cloudevents(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Response {
+    let bytes = match body(raw) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let items = sources::cloudevents::map(&headers, &bytes, &source_context(&api));
+    respond(&api, "cloudevents", items).await
+}
+
+fn source_context(api: &Api) -> sources::Context<'_> {
+    sources::Context {
+        cluster: &api.sources.cluster,
+        envelopes: api.engine.envelopes(),
+    }
+}
+
+/// `{results: [...]}`: `202` if a new incident was opened, `200` otherwise, and `400` (with the
+/// first item's error) when every item was rejected, so that a misconfigured sender sees it.
+async fn respond(api: &Api, source: &str, items: Result<Vec<Item>, InputError>) -> Response {
+    let items = match items {
+        Ok(items) => items,
+        Err(e) => {
+            api.sources.count(source, Outcome::Rejected);
+            return ApiError::from(e).into_response();
+        }
+    };
+    let results = match sources::ingest(&api.engine, &api.sources, source, items).await {
+        Ok(results) => results,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let first_rejected = results.iter().find(|r| r.outcome == Outcome::Rejected);
+    if let (Some(first), true) = (
+        first_rejected,
+        results.iter().all(|r| r.outcome == Outcome::Rejected),
+    ) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({
+                "error": {"field": first.field, "reason": first.reason},
+                "results": results,
+            })),
+        )
+            .into_response();
+    }
+    let opened = results.iter().any(|r| {
+        matches!(r.outcome, Outcome::Accepted | Outcome::Escalated) && r.incident.is_some()
+    });
+    let status = if opened {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(json!({"results": results}))).into_response()
 }
 
 /// One line per incident for listings.

@@ -4,6 +4,7 @@ mod app;
 mod config;
 mod http;
 mod render;
+mod sources;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -292,10 +293,12 @@ async fn serve(config: Config, paths: app::Paths) -> anyhow::Result<ExitCode> {
             }
         });
     }
+    let sources = sources::Sources::new(&config.sources, engine.metrics())?;
     let router = http::router(
         http::Api {
             engine,
             token: Arc::from(token),
+            sources,
         },
         config.api.max_body_bytes,
     );
