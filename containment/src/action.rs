@@ -18,6 +18,21 @@ pub enum Surface {
     Network,
 }
 
+impl Surface {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Surface::Context => "context",
+            Surface::Tools => "tools",
+            Surface::Aws => "aws",
+            Surface::Gcp => "gcp",
+            Surface::Azure => "azure",
+            Surface::K8s => "k8s",
+            Surface::Delegation => "delegation",
+            Surface::Network => "network",
+        }
+    }
+}
+
 macro_rules! action_kinds {
     ($($variant:ident = $name:literal, $surface:ident, $rung:literal, $approval_only:literal;)*) => {
         /// One containment step's kind. The string form is the public, stable name.

@@ -129,16 +129,35 @@ pub trait ControlPlane: Send + Sync {
     /// Reads the state the blast radius needs. Reads only: dry runs rely on it.
     async fn observe(&self, input: &PlanInput<'_>) -> Result<Box<dyn Observation>, SurfaceError>;
 
-    async fn apply(&self, action: &Candidate) -> Result<Outcome, SurfaceError>;
+    /// Runs one operation of an action. Each action kind answers all four operations in one
+    /// place; the trait derives `apply`, `verify`, `revert` and `verify_reverted` from it.
+    async fn run(&self, action: &Candidate, op: Op) -> Result<Step, SurfaceError>;
+
+    async fn apply(&self, action: &Candidate) -> Result<Outcome, SurfaceError> {
+        self.run(action, Op::Apply)
+            .await?
+            .into_outcome(self.surface().as_str())
+    }
 
     /// Whether the action is in effect (read back from the control plane).
-    async fn verify(&self, action: &Candidate) -> Result<Verification, SurfaceError>;
+    async fn verify(&self, action: &Candidate) -> Result<Verification, SurfaceError> {
+        self.run(action, Op::Verify)
+            .await?
+            .into_verification(self.surface().as_str())
+    }
 
-    async fn revert(&self, action: &Candidate) -> Result<Outcome, SurfaceError>;
+    async fn revert(&self, action: &Candidate) -> Result<Outcome, SurfaceError> {
+        self.run(action, Op::Revert)
+            .await?
+            .into_outcome(self.surface().as_str())
+    }
 
     /// Whether the revert is in effect.
-    async fn verify_reverted(&self, action: &Candidate) -> Result<Verification, SurfaceError>;
+    async fn verify_reverted(&self, action: &Candidate) -> Result<Verification, SurfaceError> {
+        self.run(action, Op::VerifyReverted)
+            .await?
+            .into_verification(self.surface().as_str())
+    }
 
-    /// How long verification may poll before the incident reads `verify-failed`.
     fn verify_deadline(&self) -> Duration;
 }

@@ -16,7 +16,7 @@ use tokio_postgres::{Client, NoTls, Transaction};
 
 use crate::config::{ddl, quote_ident, ChunkTable, PostgresContextConfig, ALL_AGENTS, SCHEMA};
 use crate::ladder::{ActionSpec, ContextState, TableRef};
-use crate::{ContextError, PLANE};
+use crate::ContextError;
 
 pub struct PgVector {
     config: PostgresContextConfig,
@@ -226,7 +226,7 @@ fn db_detail(e: &tokio_postgres::Error) -> String {
 }
 
 impl PgVector {
-    async fn run(&self, action: &Candidate, op: Op) -> Result<Step, ContextError> {
+    async fn dispatch(&self, action: &Candidate, op: Op) -> Result<Step, ContextError> {
         let spec = ActionSpec::from_candidate(action).map_err(ContextError::Surface)?;
         let mut client = self.connect().await?;
         match spec {
@@ -603,22 +603,8 @@ impl ControlPlane for PgVector {
         Ok(Box::new(self.observe_state(input).await?))
     }
 
-    async fn apply(&self, action: &Candidate) -> Result<Outcome, SurfaceError> {
-        self.run(action, Op::Apply).await?.into_outcome(PLANE)
-    }
-
-    async fn verify(&self, action: &Candidate) -> Result<Verification, SurfaceError> {
-        self.run(action, Op::Verify).await?.into_verification(PLANE)
-    }
-
-    async fn revert(&self, action: &Candidate) -> Result<Outcome, SurfaceError> {
-        self.run(action, Op::Revert).await?.into_outcome(PLANE)
-    }
-
-    async fn verify_reverted(&self, action: &Candidate) -> Result<Verification, SurfaceError> {
-        self.run(action, Op::VerifyReverted)
-            .await?
-            .into_verification(PLANE)
+    async fn run(&self, action: &Candidate, op: Op) -> Result<Step, SurfaceError> {
+        Ok(self.dispatch(action, op).await?)
     }
 
     fn verify_deadline(&self) -> Duration {

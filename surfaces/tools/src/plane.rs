@@ -10,7 +10,7 @@ use firebreak_containment::action::{ActionKind, Surface};
 use firebreak_containment::alert::{Dimension, Parameter};
 use firebreak_containment::plan::{BlastRadius, Candidate, Enforcement};
 use firebreak_containment::surface::{
-    ControlPlane, Observation, Outcome, PlanInput, SurfaceError, Verification,
+    ControlPlane, Observation, Op, Outcome, PlanInput, Step, SurfaceError, Verification,
 };
 
 use crate::policy::{Decision, Policy, Revocation, Scope};
@@ -143,51 +143,49 @@ impl ControlPlane for ToolsPlane {
         Ok(Box::new(ToolsObservation))
     }
 
-    async fn apply(&self, action: &Candidate) -> Result<Outcome, SurfaceError> {
-        let (revocation, _, _) = parse_spec(action)?;
-        let detail = format!("{} revoked for {}", action.granularity, revocation.agent);
-        let changed = self.policy.revoke(revocation);
-        Ok(Outcome { changed, detail })
-    }
-
-    async fn verify(&self, action: &Candidate) -> Result<Verification, SurfaceError> {
+    async fn run(&self, action: &Candidate, op: Op) -> Result<Step, SurfaceError> {
         let (revocation, server, tool) = parse_spec(action)?;
-        let ok = matches!(
-            self.policy.decide(&revocation.agent, &server, &tool),
-            Decision::Revoked(_)
-        );
-        Ok(Verification {
-            ok,
-            detail: format!(
-                "probe of tool {tool} on {server} as {}: {}",
-                revocation.agent,
-                if ok { "refused" } else { "allowed" }
-            ),
-        })
-    }
-
-    async fn revert(&self, action: &Candidate) -> Result<Outcome, SurfaceError> {
-        let (revocation, _, _) = parse_spec(action)?;
-        let changed = self.policy.restore(&revocation);
-        Ok(Outcome {
-            changed,
-            detail: format!("{} restored for {}", action.granularity, revocation.agent),
-        })
-    }
-
-    async fn verify_reverted(&self, action: &Candidate) -> Result<Verification, SurfaceError> {
-        let (revocation, server, tool) = parse_spec(action)?;
-        // Another incident may still hold its own revocation of the tool: only ours must be gone.
-        let ok = !self.policy.holds(&revocation);
-        Ok(Verification {
-            ok,
-            detail: format!(
-                "revocation of {} for {} {}; probe of tool {tool} on {server}: {:?}",
-                action.granularity,
-                revocation.agent,
-                if ok { "gone" } else { "still in force" },
-                self.policy.decide(&revocation.agent, &server, &tool)
-            ),
+        let agent = &revocation.agent;
+        Ok(match op {
+            Op::Apply => {
+                let detail = format!("{} revoked for {agent}", action.granularity);
+                let changed = self.policy.revoke(revocation);
+                Step::Changed(Outcome { changed, detail })
+            }
+            Op::Verify => {
+                let ok = matches!(
+                    self.policy.decide(agent, &server, &tool),
+                    Decision::Revoked(_)
+                );
+                Step::Checked(Verification {
+                    ok,
+                    detail: format!(
+                        "probe of tool {tool} on {server} as {agent}: {}",
+                        if ok { "refused" } else { "allowed" }
+                    ),
+                })
+            }
+            Op::Revert => {
+                let changed = self.policy.restore(&revocation);
+                Step::Changed(Outcome {
+                    changed,
+                    detail: format!("{} restored for {agent}", action.granularity),
+                })
+            }
+            Op::VerifyReverted => {
+                // Another incident may still hold its own revocation of the tool: only ours
+                // must be gone.
+                let ok = !self.policy.holds(&revocation);
+                Step::Checked(Verification {
+                    ok,
+                    detail: format!(
+                        "revocation of {} for {agent} {}; probe of tool {tool} on {server}: {:?}",
+                        action.granularity,
+                        if ok { "gone" } else { "still in force" },
+                        self.policy.decide(agent, &server, &tool)
+                    ),
+                })
+            }
         })
     }
 

@@ -10,7 +10,7 @@ use firebreak_containment::action::Surface;
 use firebreak_containment::alert::Dimension;
 use firebreak_containment::plan::Candidate;
 use firebreak_containment::surface::{
-    ControlPlane, Observation, Op, Outcome, PlanInput, Step, SurfaceError, Verification,
+    ControlPlane, Observation, Op, PlanInput, Step, SurfaceError,
 };
 use serde_json::{json, Value};
 
@@ -284,7 +284,7 @@ impl AwsIam {
 
 impl AwsIam {
     /// Destructures the journaled spec once and runs `op` for its action.
-    async fn run(&self, action: &Candidate, op: Op) -> Result<Step, SurfaceError> {
+    async fn dispatch(&self, action: &Candidate, op: Op) -> Result<Step, SurfaceError> {
         match ActionSpec::from_candidate(action)? {
             ActionSpec::MergeDeny {
                 role_name,
@@ -526,22 +526,8 @@ impl ControlPlane for AwsIam {
         Ok(Box::new(self.observe_role(arn).await?))
     }
 
-    async fn apply(&self, action: &Candidate) -> Result<Outcome, SurfaceError> {
-        self.run(action, Op::Apply).await?.into_outcome(PLANE)
-    }
-
-    async fn verify(&self, action: &Candidate) -> Result<Verification, SurfaceError> {
-        self.run(action, Op::Verify).await?.into_verification(PLANE)
-    }
-
-    async fn revert(&self, action: &Candidate) -> Result<Outcome, SurfaceError> {
-        self.run(action, Op::Revert).await?.into_outcome(PLANE)
-    }
-
-    async fn verify_reverted(&self, action: &Candidate) -> Result<Verification, SurfaceError> {
-        self.run(action, Op::VerifyReverted)
-            .await?
-            .into_verification(PLANE)
+    async fn run(&self, action: &Candidate, op: Op) -> Result<Step, SurfaceError> {
+        self.dispatch(action, op).await
     }
 
     fn verify_deadline(&self) -> Duration {
