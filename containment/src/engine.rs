@@ -30,12 +30,15 @@ use crate::surface::{ControlPlane, PlanInput, SurfaceError, Verification};
 pub enum Fault {
     /// Abort the process right after the intent is durable, before the control plane is called.
     CrashAfterIntent,
+    /// Abort a streaming source right after its alert is journaled, before the ack.
+    CrashBeforeAck,
 }
 
 impl Fault {
     pub fn parse(name: &str) -> Option<Fault> {
         match name {
             "crash-after-intent" => Some(Fault::CrashAfterIntent),
+            "crash-before-ack" => Some(Fault::CrashBeforeAck),
             _ => None,
         }
     }
@@ -163,6 +166,11 @@ impl Engine {
         &self.inner.envelopes
     }
 
+    /// The fault injected for this run (`FIREBREAK_FAULT`), for the parts outside the engine.
+    pub fn fault(&self) -> Option<Fault> {
+        self.inner.config.fault
+    }
+
     pub fn journal(&self) -> &Journal {
         &self.inner.journal
     }
@@ -195,6 +203,21 @@ impl Engine {
             // can never both produce an action.
             let mut incidents = self.inner.incidents.lock().await;
             if request != Request::DryRun {
+                // A resend of an alert already planned for carries nothing new: answered from
+                // memory, not journaled, so a retry storm costs no disk and no memory per copy.
+                if let Some((inc, p)) = incidents.repeat_of(&alert.id) {
+                    self.inner
+                        .metrics
+                        .alerts
+                        .with_label_values(&["deduplicated"])
+                        .inc();
+                    return Ok(Submitted {
+                        incident: inc.id.clone(),
+                        deduplicated: true,
+                        status: p.status,
+                        plan: p.plan.clone(),
+                    });
+                }
                 let duplicate_of = incidents
                     .incident_for_alert(&alert.id)
                     .or_else(|| incidents.open_for(&alert.agent, alert.dimension))

@@ -247,7 +247,7 @@ impl Incident {
 #[derive(Debug, Default)]
 pub struct Incidents {
     by_id: BTreeMap<String, Incident>,
-    /// Alert ids already acted on (dry runs excluded, so a rehearsal never swallows the real one).
+    /// Alert ids already planned for (dry runs excluded, so a rehearsal never swallows the real one).
     seen_alerts: BTreeMap<String, String>,
 }
 
@@ -264,6 +264,13 @@ impl Incidents {
         self.seen_alerts
             .get(alert_id)
             .and_then(|i| self.by_id.get(i))
+    }
+
+    /// The incident and plan an alert id was already planned in: a resend of the same alert.
+    pub fn repeat_of(&self, alert_id: &str) -> Option<(&Incident, &PlanState)> {
+        let incident = self.incident_for_alert(alert_id)?;
+        let plan = incident.plans.iter().find(|p| p.plan.alert == alert_id)?;
+        Some((incident, plan))
     }
 
     pub fn open_for(&self, agent: &AgentRef, dimension: Dimension) -> Option<&Incident> {
@@ -311,7 +318,7 @@ impl Incidents {
                     (Mode::Approve, Some(_)) => PlanStatus::AwaitingApproval,
                     (Mode::Auto, Some(_)) => PlanStatus::Applying,
                 };
-                if plan.mode != Mode::DryRun && plan.chosen.is_some() {
+                if plan.mode != Mode::DryRun {
                     self.seen_alerts
                         .insert(plan.alert.clone(), incident.to_string());
                 }

@@ -12,6 +12,7 @@ pub mod envelope;
 pub mod error;
 pub mod incident;
 pub mod journal;
+pub mod matching;
 pub mod metrics;
 pub mod plan;
 pub mod planner;

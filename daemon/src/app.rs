@@ -12,7 +12,10 @@ use firebreak_containment::metrics::Metrics;
 use firebreak_containment::runbook::Runbooks;
 use firebreak_containment::surface::ControlPlane;
 use firebreak_containment::EnvelopeStore;
-use firebreak_context::PgVector;
+use firebreak_context::{Milvus, PgVector};
+use firebreak_delegation::{DelegationPlane, Feed, FeedAuth, Mirrored};
+use firebreak_ebpf::EgressPlane;
+use firebreak_k8s::K8sRbac;
 use firebreak_tools::{GatewayConfig, Policy, ToolsPlane};
 
 use crate::config::Config;
@@ -50,10 +53,20 @@ pub fn runbooks(config: &Config) -> anyhow::Result<Runbooks> {
     })
 }
 
-/// An engine and, when configured, the MCP gateway sharing the tools plane's policy.
+/// An engine and, when configured, the MCP gateway sharing the tools plane's policy and the
+/// policy feed the delegation plane writes.
 pub struct Built {
     pub engine: Engine,
     pub gateway: Option<(GatewayConfig, Arc<Policy>)>,
+    pub feed: Option<(Feed, FeedAuth)>,
+}
+
+/// `plane`, mirrored into the policy feed when there is one, so shims see its blocks too.
+fn mirrored<P: ControlPlane + 'static>(plane: P, feed: Option<&Feed>) -> Arc<dyn ControlPlane> {
+    match feed {
+        Some(feed) => Arc::new(Mirrored::new(plane, feed.clone())),
+        None => Arc::new(plane),
+    }
 }
 
 /// Opens the journal and everything else; folds the journal into the incident view.
@@ -65,6 +78,16 @@ pub async fn engine(config: &Config, paths: &Paths, install: bool) -> anyhow::Re
     let journal = Journal::open(&paths.journal)?;
     let envelopes = EnvelopeStore::load_dir(&paths.envelopes)?;
     let mut planes: Vec<Arc<dyn ControlPlane>> = Vec::new();
+    let feed = match &config.feed {
+        Some(feed_config) => {
+            let auth = FeedAuth::new(feed_config).context("feed.tokens")?;
+            let feed = Feed::default();
+            planes.push(Arc::new(DelegationPlane::new(feed.clone(), &envelopes)));
+            Some((feed, auth))
+        }
+        None => None,
+    };
+    let feed_handle = feed.as_ref().map(|(f, _)| f);
     if config.aws.enabled {
         planes.push(Arc::new(
             AwsIam::new(&AwsConfig {
@@ -85,18 +108,34 @@ pub async fn engine(config: &Config, paths: &Paths, install: bool) -> anyhow::Re
         }
         planes.push(Arc::new(plane));
     }
+    if let Some(milvus) = &config.context.milvus {
+        planes.push(Arc::new(Milvus::new(milvus.clone())?));
+    }
+    if let Some(k8s) = &config.k8s {
+        planes.push(Arc::new(
+            K8sRbac::new(k8s.clone())
+                .await
+                .context("cannot set up the Kubernetes RBAC plane (k8s:)")?,
+        ));
+    }
+    if let Some(network) = &config.network {
+        let plane = EgressPlane::load(network).context(
+            "cannot load the eBPF egress programs (network:); the node agent needs root and bpffs",
+        )?;
+        planes.push(mirrored(plane, feed_handle));
+    }
     let gateway = config.gateway.clone().map(|gw| {
         let policy = Arc::new(Policy::default());
         policy.set_envelopes(&envelopes, gw.envelope_only);
-        planes.push(Arc::new(ToolsPlane::new(
-            policy.clone(),
-            gw.upstreams.keys().cloned(),
-        )));
+        planes.push(mirrored(
+            ToolsPlane::new(policy.clone(), gw.upstreams.keys().cloned()),
+            feed_handle,
+        ));
         (gw, policy)
     });
     let fault = match std::env::var("FIREBREAK_FAULT") {
         Ok(name) => Some(Fault::parse(&name).with_context(|| {
-            format!("FIREBREAK_FAULT={name:?} is not a known fault (crash-after-intent)")
+            format!("FIREBREAK_FAULT={name:?} is not a known fault (crash-after-intent, crash-before-ack)")
         })?),
         Err(_) => None,
     };
@@ -120,7 +159,11 @@ pub async fn engine(config: &Config, paths: &Paths, install: bool) -> anyhow::Re
         dir = %paths.envelopes.display(),
         "envelopes loaded"
     );
-    Ok(Built { engine, gateway })
+    Ok(Built {
+        engine,
+        gateway,
+        feed,
+    })
 }
 
 /// Reads the API token, creating it (0600) on first start. Never logs the token itself.

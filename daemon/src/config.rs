@@ -28,21 +28,35 @@ pub struct Config {
     pub gateway: Option<firebreak_tools::GatewayConfig>,
     #[serde(default)]
     pub sources: SourcesSection,
+    /// The policy feed for orchestrator shims (`/v1/feed`): absent = off, and with it the
+    /// delegation surface.
+    #[serde(default)]
+    pub feed: Option<firebreak_delegation::FeedConfig>,
+    /// Kubernetes RBAC (identity actions `k8s:<verb>`): absent = off.
+    #[serde(default)]
+    pub k8s: Option<firebreak_k8s::K8sConfig>,
+    /// The eBPF egress enforcement point: set when the daemon runs as a node agent (root).
+    #[serde(default)]
+    pub network: Option<firebreak_ebpf::EgressConfig>,
 }
 
-/// The alert source endpoints (Kubescape, Falco, CloudEvents).
+/// The alert sources: HTTP endpoints (Kubescape, Falco, CloudEvents) and NATS JetStream.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SourcesSection {
     /// The cluster name for alerts that do not carry one (Falco never does).
     #[serde(default = "default_cluster")]
     pub cluster: String,
+    /// A JetStream durable consumer: absent = off.
+    #[serde(default)]
+    pub nats: Option<crate::sources::nats::NatsConfig>,
 }
 
 impl Default for SourcesSection {
     fn default() -> Self {
         Self {
             cluster: default_cluster(),
+            nats: None,
         }
     }
 }
@@ -56,6 +70,7 @@ fn default_cluster() -> String {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContextSection {
     pub postgres: Option<firebreak_context::PostgresContextConfig>,
+    pub milvus: Option<firebreak_context::MilvusContextConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -75,7 +90,7 @@ pub struct AwsSection {
     pub verify_deadline: Duration,
 }
 
-fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub(crate) fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
     humantime::parse_duration(&text).map_err(|e| {
         serde::de::Error::custom(format!(

@@ -32,6 +32,8 @@ pub fn router(api: Api, max_body_bytes: usize) -> Router {
         .route("/v1/alerts/kubescape", post(post_kubescape))
         // The path Kubescape node-agent's HTTP exporter posts to.
         .route("/v1/runtimealerts", post(post_kubescape))
+        // Stdout exporter lines (NDJSON), as `firebreak ingest kubescape-stdout` sends them.
+        .route("/v1/alerts/kubescape/stdout", post(post_kubescape_lines))
         .route("/v1/alerts/falco", post(post_falco))
         .route("/v1/alerts/cloudevents", post(post_cloudevents))
         .route("/v1/incidents", get(list_incidents))
@@ -170,21 +172,18 @@ async fn post_alert(State(api): State<Api>, raw: Result<Bytes, BytesRejection>) 
 }
 
 async fn post_kubescape(State(api): State<Api>, raw: Result<Bytes, BytesRejection>) -> Response {
-    let bytes = match body(raw) {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
-    let items = sources::kubescape::map(&bytes, &source_context(&api));
-    respond(&api, "kubescape", items).await
+    mapped(&api, "kubescape", raw, sources::kubescape::map).await
+}
+
+async fn post_kubescape_lines(
+    State(api): State<Api>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Response {
+    mapped(&api, "kubescape", raw, sources::kubescape::map_lines).await
 }
 
 async fn post_falco(State(api): State<Api>, raw: Result<Bytes, BytesRejection>) -> Response {
-    let bytes = match body(raw) {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
-    let items = sources::falco::map(&bytes, &source_context(&api));
-    respond(&api, "falco", items).await
+    mapped(&api, "falco", raw, sources::falco::map).await
 }
 
 async fn post_cloudevents(
@@ -192,12 +191,25 @@ async fn post_cloudevents(
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Response {
+    mapped(&api, "cloudevents", raw, |bytes, context| {
+        sources::cloudevents::map(&headers, bytes, context)
+    })
+    .await
+}
+
+/// A source endpoint: the body mapped by `map`, then ingested.
+async fn mapped(
+    api: &Api,
+    source: &str,
+    raw: Result<Bytes, BytesRejection>,
+    map: impl FnOnce(&[u8], &sources::Context<'_>) -> Result<Vec<Item>, InputError>,
+) -> Response {
     let bytes = match body(raw) {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    let items = sources::cloudevents::map(&headers, &bytes, &source_context(&api));
-    respond(&api, "cloudevents", items).await
+    let items = map(&bytes, &source_context(api));
+    respond(api, source, items).await
 }
 
 fn source_context(api: &Api) -> sources::Context<'_> {

@@ -1,11 +1,5 @@
 //! `firebreak`: the containment daemon and its command line.
 
-mod app;
-mod config;
-mod http;
-mod render;
-mod sources;
-
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -18,7 +12,8 @@ use firebreak_containment::incident::PlanStatus;
 use firebreak_containment::runbook::Runbooks;
 use firebreak_containment::{AgentRef, Alert};
 
-use crate::config::Config;
+use firebreak_daemon::config::Config;
+use firebreak_daemon::{app, http, ingest, render, sources};
 
 #[derive(Parser)]
 #[command(
@@ -84,11 +79,23 @@ enum Command {
         #[command(subcommand)]
         command: RunbookCommand,
     },
+    /// Send a line-oriented alert source (a file, or - / nothing for stdin) to the running daemon.
+    Ingest {
+        #[arg(value_enum)]
+        format: IngestFormat,
+        file: Option<PathBuf>,
+    },
     /// The context (RAG) surface.
     Context {
         #[command(subcommand)]
         command: ContextCommand,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum IngestFormat {
+    /// Kubescape node-agent stdout exporter lines (`kubectl logs -f ds/node-agent -n kubescape`).
+    KubescapeStdout,
 }
 
 #[derive(Subcommand)]
@@ -109,6 +116,33 @@ enum EnvelopeCommand {
     Show { agent: Option<String> },
     /// Validate an envelope file and install it in the envelope directory.
     Import { file: PathBuf },
+    /// Learn envelopes from OpenTelemetry GenAI / MCP spans (OTLP JSON files): prints one
+    /// Envelope YAML document per agent found, and the report (what stayed below the
+    /// confidence threshold, as tail) on stderr.
+    Learn {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Every span belongs to this agent (cluster/namespace/Kind/name); with --service-account.
+        #[arg(long)]
+        agent: Option<String>,
+        /// The cluster of spans whose resource has no k8s.cluster.name.
+        #[arg(long)]
+        cluster: Option<String>,
+        /// The ServiceAccount of spans whose resource has no k8s.serviceaccount.name.
+        #[arg(long)]
+        service_account: Option<String>,
+        /// Occurrences needed before a value is permitted.
+        #[arg(long, default_value_t = 5)]
+        min_count: u64,
+        /// Distinct sessions needed before a value is permitted.
+        #[arg(long, default_value_t = 3)]
+        min_sessions: u64,
+        /// spec.version of the envelopes written.
+        #[arg(long, default_value_t = 1)]
+        version: u64,
+    },
+    /// Print the Envelope CustomResourceDefinition (envelopes.firebreak.dev), generated from the types.
+    Crd,
 }
 
 #[derive(Subcommand)]
@@ -255,6 +289,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Envelope { command } => envelope(command, out, &config, &paths).await,
+        Command::Ingest {
+            format: IngestFormat::KubescapeStdout,
+            file,
+        } => {
+            let target =
+                ingest::Target::of(config.listen, &paths.token, config.api.max_body_bytes)?;
+            let summary = ingest::kubescape_stdout(&target, file).await?;
+            print(out, &summary, || summary.text());
+            Ok(if summary.rejected + summary.oversize > 0 {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::Context {
             command: ContextCommand::Ddl,
         } => {
@@ -283,7 +331,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 async fn serve(config: Config, paths: app::Paths) -> anyhow::Result<ExitCode> {
     let token = app::api_token(&paths.token)?;
-    let app::Built { engine, gateway } = app::engine(&config, &paths, true).await?;
+    let app::Built {
+        engine,
+        gateway,
+        feed,
+    } = app::engine(&config, &paths, true).await?;
     engine.recover().await;
     if let Some((gateway, policy)) = gateway {
         tracing::info!(addr = %gateway.listen, "MCP tool gateway serving");
@@ -294,7 +346,17 @@ async fn serve(config: Config, paths: app::Paths) -> anyhow::Result<ExitCode> {
         });
     }
     let sources = sources::Sources::new(&config.sources, engine.metrics())?;
-    let router = http::router(
+    if let Some(nats) = config.sources.nats.clone() {
+        tokio::spawn(
+            sources::nats::NatsSource {
+                config: nats,
+                engine: engine.clone(),
+                sources: sources.clone(),
+            }
+            .run(),
+        );
+    }
+    let mut router = http::router(
         http::Api {
             engine,
             token: Arc::from(token),
@@ -302,6 +364,9 @@ async fn serve(config: Config, paths: app::Paths) -> anyhow::Result<ExitCode> {
         },
         config.api.max_body_bytes,
     );
+    if let Some((feed, auth)) = feed {
+        router = router.merge(firebreak_delegation::feed::router(feed, auth));
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| {
@@ -311,6 +376,10 @@ async fn serve(config: Config, paths: app::Paths) -> anyhow::Result<ExitCode> {
             )
         })?;
     tracing::info!(addr = %listener.local_addr()?, data = %paths.data.display(), "firebreak serving");
+    // Feed changes are small SSE events: send them now, not after Nagle's delay.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
@@ -345,6 +414,49 @@ async fn envelope(
             print(out, &shown, || {
                 shown.iter().map(|e| render::envelope(e)).collect()
             });
+            Ok(ExitCode::SUCCESS)
+        }
+        EnvelopeCommand::Learn {
+            files,
+            agent,
+            cluster,
+            service_account,
+            min_count,
+            min_sessions,
+            version,
+        } => {
+            let agent = match agent {
+                Some(key) => Some(agent_ref(&key, service_account.as_deref())?),
+                None => None,
+            };
+            let options = firebreak_envelopes::learn::LearnOptions {
+                confidence: firebreak_containment::envelope::ConfidenceThreshold {
+                    min_count,
+                    min_sessions,
+                },
+                agent,
+                cluster,
+                service_account,
+                stable_sessions: None,
+                version,
+            };
+            let learned = firebreak_envelopes::learn::learn(&files, &options)
+                .map_err(|e| BadInput(e.to_string()))?;
+            let json =
+                serde_json::json!({"envelopes": learned.envelopes, "report": learned.report});
+            print(out, &json, || {
+                eprint!("{}", learned.report);
+                learned
+                    .envelopes
+                    .iter()
+                    .filter_map(|e| serde_yaml::to_string(e).ok())
+                    .map(|y| format!("---\n{y}"))
+                    .collect()
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        EnvelopeCommand::Crd => {
+            print!("{}", firebreak_envelopes::crd::definition_yaml());
             Ok(ExitCode::SUCCESS)
         }
         EnvelopeCommand::Import { file } => {
@@ -386,6 +498,28 @@ async fn envelope(
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `cluster/namespace/Kind/name` and a ServiceAccount as an agent.
+fn agent_ref(key: &str, service_account: Option<&str>) -> anyhow::Result<AgentRef> {
+    let parts: Vec<&str> = key.split('/').collect();
+    let [cluster, namespace, kind, name] = parts.as_slice() else {
+        bail!(BadInput(format!(
+            "--agent {key:?}: expected cluster/namespace/Kind/name"
+        )));
+    };
+    let agent = AgentRef {
+        cluster: cluster.to_string(),
+        namespace: namespace.to_string(),
+        workload: format!("{kind}/{name}"),
+        service_account: service_account
+            .ok_or_else(|| BadInput("--agent needs --service-account".into()))?
+            .to_string(),
+    };
+    agent
+        .validate()
+        .map_err(|e| BadInput(format!("--agent: {e}")))?;
+    Ok(agent)
 }
 
 fn envelope_file_name(agent: &AgentRef) -> String {

@@ -20,6 +20,8 @@ pub struct DaemonOptions {
     /// `FIREBREAK_FAULT` for this run.
     pub fault: Option<&'static str>,
     pub verify_deadline: &'static str,
+    /// YAML appended to the generated config (e.g. a `sources:` section).
+    pub extra_config: String,
 }
 
 impl DaemonOptions {
@@ -30,6 +32,7 @@ impl DaemonOptions {
             budget: (100, 100, 100),
             fault: None,
             verify_deadline: "10s",
+            extra_config: String::new(),
         }
     }
 }
@@ -87,7 +90,7 @@ impl Workspace {
             deadline = options.verify_deadline,
         );
         let path = self.dir.path().join("config.yaml");
-        std::fs::write(&path, config)?;
+        std::fs::write(&path, config + &options.extra_config)?;
         Ok(path)
     }
 

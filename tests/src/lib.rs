@@ -4,6 +4,7 @@
 //! where they are (`FIREBREAK_MOTO_SERVER`, …).
 
 pub mod daemon;
+pub mod kube_api;
 pub mod moto;
 
 pub use moto::{decode_policy, seed_role, IamRequest, Moto};

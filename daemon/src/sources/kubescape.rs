@@ -1,5 +1,7 @@
 //! Kubescape node-agent runtime alerts, as its HTTP exporter POSTs them to `/v1/runtimealerts`:
-//! `{kind: RuntimeAlerts, apiVersion: kubescape.io/v1, spec: {alerts: [...], processTree, cloudMetadata}}`.
+//! `{kind: RuntimeAlerts, apiVersion: kubescape.io/v1, spec: {alerts: [...], processTree, cloudMetadata}}`,
+//! and as its stdout exporter prints them, one JSON object per line:
+//! `{BaseRuntimeMetadata, RuleID, RuntimeK8sDetails, RuntimeProcessDetails, CloudMetadata, msg, …}`.
 
 use std::collections::BTreeMap;
 
@@ -86,6 +88,98 @@ pub fn map(bytes: &[u8], context: &Context<'_>) -> Result<Vec<Item>, InputError>
         .enumerate()
         .map(|(i, raw)| map_alert(raw, tree, context, &format!("spec.alerts[{i}]")))
         .collect())
+}
+
+/// The stdout line's sections whose fields make up one flattened RuntimeAlert.
+const LINE_SECTIONS: [&str; 2] = ["BaseRuntimeMetadata", "RuntimeK8sDetails"];
+
+/// Maps stdout exporter lines (NDJSON). Lines that are not alerts (the node-agent's own logs, blank
+/// lines) are skipped; a body with no alert line at all is bad input, so a misrouted log is seen.
+pub fn map_lines(bytes: &[u8], context: &Context<'_>) -> Result<Vec<Item>, InputError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| InputError::new("", format!("not UTF-8 text: {e}")))?;
+    let items: Vec<Item> = text
+        .lines()
+        .enumerate()
+        .filter_map(|(i, line)| {
+            let value: Value = serde_json::from_str(line.trim()).ok()?;
+            let is_alert =
+                value.get("BaseRuntimeMetadata").is_some() || value.get("RuleID").is_some();
+            is_alert.then(|| map_line(&value, context, &format!("lines[{}]", i + 1)))
+        })
+        .collect();
+    if items.is_empty() && !text.trim().is_empty() {
+        return Err(InputError::new(
+            "",
+            "no Kubescape alert line: expected one JSON object per line with BaseRuntimeMetadata and RuleID (the node-agent stdout exporter)",
+        ));
+    }
+    Ok(items)
+}
+
+/// One stdout line, flattened into the exporter's RuntimeAlert shape. Log shippers sometimes
+/// stringify the nested objects: a section that is a string is parsed as JSON. Errors name the
+/// line's own field path (`lines[3].RuntimeK8sDetails.workloadName`).
+fn map_line(line: &Value, context: &Context<'_>, at: &str) -> Item {
+    let id_hint = line
+        .pointer("/BaseRuntimeMetadata/uniqueID")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let reject = |error: InputError| Rejected {
+        id: id_hint.clone(),
+        error,
+    };
+    let section = |name: &str| -> Result<Option<Value>, Rejected> {
+        match line.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => serde_json::from_str::<Value>(text)
+                .ok()
+                .filter(Value::is_object)
+                .map(Some)
+                .ok_or_else(|| {
+                    reject(InputError::new(
+                        format!("{at}.{name}"),
+                        "a string that is not a stringified JSON object",
+                    ))
+                }),
+            Some(v @ Value::Object(_)) => Ok(Some(v.clone())),
+            Some(_) => Err(reject(InputError::new(
+                format!("{at}.{name}"),
+                "wrong type: expected an object",
+            ))),
+        }
+    };
+    let mut flat = serde_json::Map::new();
+    // Which section each flattened key came from, to name the line's field in errors.
+    let mut sections = BTreeMap::new();
+    for name in LINE_SECTIONS {
+        if let Some(Value::Object(fields)) = section(name)? {
+            for (key, value) in fields {
+                sections.insert(key.clone(), name);
+                flat.insert(key, value);
+            }
+        }
+    }
+    if let Some(rule) = line.get("RuleID") {
+        sections.insert("ruleID".into(), "RuleID");
+        flat.insert("ruleID".into(), rule.clone());
+    }
+    let tree = section("RuntimeProcessDetails")?;
+    let flat = Value::Object(flat);
+    map_alert(&flat, tree.as_ref(), context, at).map_err(|mut rejected| {
+        let prefix = format!("{at}.");
+        if let Some(rest) = rejected.error.field.strip_prefix(&prefix) {
+            let key = rest.split(['.', '[']).next().unwrap_or_default();
+            rejected.error.field = match sections.get(key) {
+                Some(&"RuleID") => format!("{at}.RuleID"),
+                Some(section) => format!("{at}.{section}.{rest}"),
+                // Fields the line lacks are named where the exporter writes them.
+                None if key == "uniqueID" => format!("{at}.BaseRuntimeMetadata.{rest}"),
+                None => format!("{at}.RuntimeK8sDetails.{rest}"),
+            };
+        }
+        rejected
+    })
 }
 
 fn map_alert(raw: &Value, tree: Option<&Value>, context: &Context<'_>, at: &str) -> Item {
@@ -330,6 +424,114 @@ mod tests {
         assert_eq!(alert.severity, Severity::Medium);
     }
 
+    /// One stdout exporter line for the same R0005 alert as the HTTP fixture, as node-agent
+    /// prints it (logrus JSON: the alert's sections as nested objects).
+    const R0005_LINE: &str = r#"{"BaseRuntimeMetadata":{"alertName":"Unexpected domain request","arguments":{"addresses":["2a00:1450:4001:80b::200e"],"domain":"google.com.","port":40557,"protocol":"UDP"},"infectedPID":39383,"severity":5,"timestamp":"2025-07-10T14:37:25.18331807Z","uniqueID":"0b80141cea771029450509ea63514032","profileMetadata":{"status":"completed","completion":"complete","name":"replicaset-webapp-mywebapp-67965968bb"}},"CloudMetadata":null,"RuleID":"R0005","RuntimeK8sDetails":{"clusterName":"bobexample","containerName":"mywebapp-app","namespace":"webapp","podName":"webapp-mywebapp-67965968bb-5bmtf","podNamespace":"webapp","workloadName":"webapp-mywebapp","workloadNamespace":"webapp","workloadKind":"Deployment"},"RuntimeProcessDetails":{"processTree":{"pid":39383,"comm":"wget","path":"/usr/bin/wget"}},"level":"error","message":"Unexpected domain communication: google.com. from: mywebapp-app","msg":"Unexpected domain request","time":"2025-07-10T14:37:25Z"}"#;
+
+    fn lines(text: &str, envelopes: &EnvelopeStore) -> Result<Vec<Item>, InputError> {
+        map_lines(
+            text.as_bytes(),
+            &Context {
+                cluster: "default",
+                envelopes,
+            },
+        )
+    }
+
+    /// The line with `section` replaced by its JSON text, as log shippers write it.
+    fn stringified(section: &str) -> String {
+        let mut line: Value = serde_json::from_str(R0005_LINE).expect("line");
+        let text = line[section].to_string();
+        line[section] = Value::String(text);
+        line.to_string()
+    }
+
+    #[test]
+    fn stdout_line_maps_like_the_http_exporter_alert() {
+        let envelopes = with_envelope();
+        let Ok(Mapped::Alert(from_http)) = one(R0005.as_bytes(), &envelopes) else {
+            panic!("the HTTP fixture maps");
+        };
+        let items = lines(R0005_LINE, &envelopes).expect("one alert line");
+        let [Ok(Mapped::Alert(from_line))] = items.as_slice() else {
+            panic!("one alert, got {items:?}");
+        };
+        assert_eq!(from_line.id, from_http.id);
+        assert_eq!(from_line.agent, from_http.agent);
+        assert_eq!(from_line.parameter, from_http.parameter);
+        assert_eq!(from_line.time, from_http.time);
+    }
+
+    #[test]
+    fn stringified_sections_are_parsed() {
+        for section in [
+            "BaseRuntimeMetadata",
+            "RuntimeK8sDetails",
+            "RuntimeProcessDetails",
+        ] {
+            let items = lines(&stringified(section), &with_envelope()).expect("parsed");
+            assert!(
+                matches!(items.as_slice(), [Ok(Mapped::Alert(_))]),
+                "{section} stringified: {items:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn log_lines_between_alerts_are_skipped() {
+        let text = format!(
+            "{{\"level\":\"info\",\"msg\":\"starting node-agent\"}}\nplain text log\n\n{R0005_LINE}\n"
+        );
+        let items = lines(&text, &with_envelope()).expect("one alert among logs");
+        assert_eq!(items.len(), 1);
+        let err = lines("plain text\n{\"msg\":\"x\"}\n", &with_envelope()).expect_err("no alert");
+        assert!(err.reason.contains("no Kubescape alert line"), "{err}");
+    }
+
+    #[test]
+    fn stdout_errors_name_the_line_and_section() {
+        let mut line: Value = serde_json::from_str(R0005_LINE).expect("line");
+        line["RuntimeK8sDetails"]
+            .as_object_mut()
+            .expect("object")
+            .remove("workloadName");
+        let text = format!("{R0005_LINE}\n{line}\n");
+        let items = lines(&text, &with_envelope()).expect("two alert lines");
+        let Err(rejected) = &items[1] else {
+            panic!("second line lacks its workload: {:?}", items[1]);
+        };
+        assert_eq!(
+            rejected.error.field,
+            "lines[2].RuntimeK8sDetails.workloadName"
+        );
+        assert_eq!(
+            rejected.id.as_deref(),
+            Some("0b80141cea771029450509ea63514032")
+        );
+
+        let mut line: Value = serde_json::from_str(R0005_LINE).expect("line");
+        line["BaseRuntimeMetadata"]["arguments"]
+            .as_object_mut()
+            .expect("object")
+            .remove("domain");
+        let items = lines(&line.to_string(), &with_envelope()).expect("one line");
+        let Err(rejected) = &items[0] else {
+            panic!("R0005 without its domain is rejected");
+        };
+        assert_eq!(
+            rejected.error.field,
+            "lines[1].BaseRuntimeMetadata.arguments.domain"
+        );
+
+        let mut line: Value = serde_json::from_str(R0005_LINE).expect("line");
+        line["RuntimeK8sDetails"] = Value::String("{not json".into());
+        let items = lines(&line.to_string(), &with_envelope()).expect("one line");
+        let Err(rejected) = &items[0] else {
+            panic!("a broken stringified section is rejected");
+        };
+        assert_eq!(rejected.error.field, "lines[1].RuntimeK8sDetails");
+    }
+
     #[test]
     fn without_envelope_or_service_account_the_field_is_named() {
         let Err(rejected) = one(R0005.as_bytes(), &EnvelopeStore::default()) else {
@@ -498,12 +700,20 @@ mod tests {
             let body = json!({"kind": "RuntimeAlerts", "apiVersion": "kubescape.io/v1",
                               "spec": {"alerts": [value.clone()], "processTree": value}});
             let _ = map(body.to_string().as_bytes(), &context);
+            let line = json!({"BaseRuntimeMetadata": value.clone(), "RuleID": "R0001",
+                              "RuntimeK8sDetails": value.clone(), "RuntimeProcessDetails": value});
+            for item in map_lines(line.to_string().as_bytes(), &context).expect("an alert line") {
+                if let Err(rejected) = item {
+                    prop_assert!(rejected.error.field.starts_with("lines[1]"), "{}", rejected.error);
+                }
+            }
         }
 
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
             let envelopes = EnvelopeStore::default();
             let _ = map(&bytes, &Context { cluster: "default", envelopes: &envelopes });
+            let _ = map_lines(&bytes, &Context { cluster: "default", envelopes: &envelopes });
         }
     }
 }

@@ -5,6 +5,7 @@
 pub mod cloudevents;
 pub mod falco;
 pub mod kubescape;
+pub mod nats;
 
 use chrono::{DateTime, Utc};
 use firebreak_containment::alert::{Dimension, Parameter, Severity, Tier};

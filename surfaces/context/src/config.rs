@@ -67,11 +67,11 @@ impl ChunkTable {
     }
 }
 
-fn default_deadline() -> Duration {
+pub(crate) fn default_deadline() -> Duration {
     Duration::from_secs(30)
 }
 
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
     humantime::parse_duration(&text).map_err(|e| {
         serde::de::Error::custom(format!(

@@ -1,13 +1,16 @@
 //! Firebreak's context surface: per-agent source quarantine and index revocation enforced by
-//! the vector store itself (PostgreSQL + pgvector row-level security).
+//! the vector store itself (PostgreSQL + pgvector row-level security; Milvus RBAC, which can
+//! only cut whole collections).
 
 pub mod config;
 pub mod ladder;
+pub mod milvus;
 pub mod plane;
 
 use firebreak_containment::surface::SurfaceError;
 
 pub use config::{ddl, ChunkTable, PostgresContextConfig};
+pub use milvus::{Milvus, MilvusCollection, MilvusContextConfig, PasswordSource};
 pub use plane::PgVector;
 
 /// Names this control plane in errors and plans.
@@ -47,24 +50,62 @@ pub enum ContextError {
     NotInstalled(String),
     #[error("cannot SET ROLE {role}: {detail}; grant that role to Firebreak's database user so it can verify as the agent")]
     SetRole { role: String, detail: String },
+    #[error("context.milvus.{field}: {reason}")]
+    MilvusConfig { field: String, reason: String },
+    #[error("cannot reach Milvus: {0}; check context.milvus.address and that the server is up")]
+    MilvusUnreachable(String),
+    #[error("Milvus failed while {doing}: {detail}")]
+    Milvus { doing: String, detail: String },
+    #[error("index {index:?} is not a configured Milvus collection; known indexes: {known:?} (context.milvus.collections[].index)")]
+    MilvusUnknownIndex { index: String, known: Vec<String> },
+    #[error("agent {0} has no Milvus role under context.milvus.roles; add one to contain it")]
+    MilvusUnknownAgent(String),
+    #[error("collection {collection:?} does not exist in Milvus database {database:?}; fix context.milvus.collections[].collection (or .database) or create it")]
+    UnknownCollection {
+        collection: String,
+        database: String,
+    },
+    #[error("Milvus role {role:?} ({field}) does not exist; create it and grant it to the agent's user, or fix the config")]
+    MilvusUnknownRole { role: String, field: String },
     #[error(transparent)]
     Surface(SurfaceError),
 }
 
+impl ContextError {
+    /// The store an error came from, as plans and errors name it.
+    fn plane(&self) -> &'static str {
+        match self {
+            ContextError::MilvusConfig { .. }
+            | ContextError::MilvusUnreachable(_)
+            | ContextError::Milvus { .. }
+            | ContextError::MilvusUnknownIndex { .. }
+            | ContextError::MilvusUnknownAgent(_)
+            | ContextError::UnknownCollection { .. }
+            | ContextError::MilvusUnknownRole { .. } => milvus::PLANE,
+            _ => PLANE,
+        }
+    }
+}
+
 impl From<ContextError> for SurfaceError {
     fn from(e: ContextError) -> SurfaceError {
+        let plane = e.plane();
         match e {
             ContextError::Surface(s) => s,
-            ContextError::Unreachable(_) => SurfaceError::Unreachable {
-                plane: PLANE,
-                detail: e.to_string(),
-            },
-            ContextError::Database { .. } | ContextError::SetRole { .. } => SurfaceError::Refused {
-                plane: PLANE,
+            ContextError::Unreachable(_) | ContextError::MilvusUnreachable(_) => {
+                SurfaceError::Unreachable {
+                    plane,
+                    detail: e.to_string(),
+                }
+            }
+            ContextError::Database { .. }
+            | ContextError::SetRole { .. }
+            | ContextError::Milvus { .. } => SurfaceError::Refused {
+                plane,
                 detail: e.to_string(),
             },
             _ => SurfaceError::Invalid {
-                plane: PLANE,
+                plane,
                 detail: e.to_string(),
             },
         }

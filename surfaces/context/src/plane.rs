@@ -510,7 +510,7 @@ fn outcome(rows: u64, detail: String) -> Step {
     })
 }
 
-fn check(problems: Vec<String>, detail: String) -> Step {
+pub(crate) fn check(problems: Vec<String>, detail: String) -> Step {
     Step::Checked(if problems.is_empty() {
         Verification { ok: true, detail }
     } else {

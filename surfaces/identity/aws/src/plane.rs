@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use aws_sdk_iam::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_iam::Client;
 use firebreak_containment::action::Surface;
-use firebreak_containment::alert::Dimension;
+use firebreak_containment::alert::{Dimension, Parameter};
 use firebreak_containment::plan::Candidate;
 use firebreak_containment::surface::{
     ControlPlane, Observation, Op, PlanInput, Step, SurfaceError,
@@ -515,7 +515,10 @@ impl ControlPlane for AwsIam {
     }
 
     fn handles(&self, input: &PlanInput<'_>) -> bool {
-        input.alert.dimension == Dimension::Identity && role_arn(input).is_some()
+        // `k8s:` actions are Kubernetes RBAC verbs, contained by the Kubernetes plane.
+        input.alert.dimension == Dimension::Identity
+            && role_arn(input).is_some()
+            && !matches!(&input.alert.parameter, Parameter::Identity { action, .. } if action.starts_with("k8s:"))
     }
 
     async fn observe(&self, input: &PlanInput<'_>) -> Result<Box<dyn Observation>, SurfaceError> {

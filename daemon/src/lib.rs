@@ -1,0 +1,9 @@
+//! The daemon's parts, as a library so that the `firebreak` binary, its benches and the fuzz
+//! targets (`fuzz/`) share them: config, engine assembly, HTTP API, alert sources, rendering.
+
+pub mod app;
+pub mod config;
+pub mod http;
+pub mod ingest;
+pub mod render;
+pub mod sources;

@@ -1,0 +1,476 @@
+//! End-to-end: the delegation plane driven by the engine writes the policy feed, served on
+//! loopback; the Python shims (real LangGraph, CrewAI, AutoGen AgentChat and A2A programs,
+//! scripted without an LLM) follow it live and see the severing and the rollback.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use firebreak_containment::agent::AgentKey;
+use firebreak_containment::budget::BudgetConfig;
+use firebreak_containment::engine::{Engine, EngineConfig, Parts, Request};
+use firebreak_containment::incident::PlanStatus;
+use firebreak_containment::journal::Journal;
+use firebreak_containment::metrics::Metrics;
+use firebreak_containment::runbook::Runbooks;
+use firebreak_containment::surface::{ControlPlane, PlanInput};
+use firebreak_containment::{ActionKind, Alert, Candidate, Envelope, EnvelopeStore};
+use firebreak_delegation::feed::{self, Document};
+use firebreak_delegation::{DelegationPlane, Feed, FeedAuth, FeedConfig};
+use serde_json::{json, Value};
+
+const A: &str = "prod/agents/Deployment/a";
+const B: &str = "prod/agents/Deployment/b";
+const C: &str = "prod/agents/Deployment/c";
+const TOKEN: &str = "feed-token-for-every-agent-0001";
+/// May read only C's document.
+const C_TOKEN: &str = "feed-token-for-agent-c-only-0002";
+
+/// A delegates to C routinely; A → B was seen once (tail), so severing it breaks nothing.
+fn envelope(name: &str, edges: &[(&str, u64)]) -> Result<Envelope> {
+    let observed: String = edges
+        .iter()
+        .map(|(to, count)| {
+            format!("      - {{to: {to}, mechanism: handoff, closure: literal, count: {count}, sessions: {count}}}\n")
+        })
+        .collect();
+    Ok(Envelope::from_yaml(&format!(
+        "apiVersion: firebreak.dev/v1alpha1\nkind: Envelope\nmetadata: {{name: {name}}}\nspec:\n  \
+         agent: {{cluster: prod, namespace: agents, workload: Deployment/{name}, serviceAccount: {name}}}\n  \
+         version: 2\n  status: converged\n  delegation:\n    observed:\n{observed}"
+    ))?)
+}
+
+fn envelopes() -> Result<EnvelopeStore> {
+    let mut store = EnvelopeStore::default();
+    store.insert(envelope("a", &[(C, 40), (B, 1)])?, "a.yaml".into())?;
+    store.insert(envelope("b", &[(C, 40)])?, "b.yaml".into())?;
+    store.insert(envelope("c", &[])?, "c.yaml".into())?;
+    Ok(store)
+}
+
+fn alert(id: &str, to: &str) -> Result<Alert> {
+    let body = json!({
+        "id": id, "source": "test", "time": "2026-11-22T05:00:00Z",
+        "agent": {"cluster": "prod", "namespace": "agents", "workload": "Deployment/a", "serviceAccount": "a"},
+        "dimension": "delegation", "parameter": {"to": to},
+        "tier": "attack-attempt", "severity": "critical",
+    });
+    Ok(Alert::from_json(body.to_string().as_bytes())?)
+}
+
+/// The feed and a test-only control route (contain / roll back through the engine) on one
+/// loopback listener, as the daemon would mount them.
+struct Rig {
+    engine: Engine,
+    feed: Feed,
+    plane: Arc<DelegationPlane>,
+    store: EnvelopeStore,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Rig {
+    async fn start() -> Result<Rig> {
+        let store = envelopes()?;
+        let feed = Feed::default();
+        let plane = Arc::new(DelegationPlane::new(feed.clone(), &store));
+        let dir = tempfile::tempdir()?;
+        let engine = Engine::open(Parts {
+            journal: Journal::open(&dir.path().join("journal.db"))?,
+            envelopes: store.clone(),
+            runbooks: Runbooks::embedded()?,
+            planes: vec![plane.clone()],
+            metrics: Metrics::new()?,
+            config: EngineConfig {
+                verify_poll: Duration::from_millis(5),
+                // The shim suite contains and rolls back A → B once per framework test.
+                budget: BudgetConfig {
+                    global_per_minute: 100,
+                    namespace_per_minute: 100,
+                    agent_per_minute: 100,
+                },
+                ..EngineConfig::default()
+            },
+        })?;
+        let config: FeedConfig = serde_json::from_value(json!({
+            "tokens": {TOKEN: "*", C_TOKEN: [C]}
+        }))?;
+        let app = feed::router(feed.clone(), FeedAuth::new(&config)?).merge(
+            Router::new()
+                .route("/control/contain", post(contain))
+                .route("/control/rollback", post(rollback))
+                .with_state(engine.clone()),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| {
+            // Events are small and latency-bound: no Nagle.
+            let _ = tcp.set_nodelay(true);
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(Rig {
+            engine,
+            feed,
+            plane,
+            store,
+            base,
+            _dir: dir,
+        })
+    }
+
+    async fn candidates(&self, alert: &Alert) -> Result<Vec<Candidate>> {
+        let input = PlanInput {
+            incident: "inc-direct",
+            alert,
+            envelope: self.store.get(&alert.agent.key()).context("a's envelope")?,
+        };
+        Ok(self.plane.observe(&input).await?.candidates(&input)?)
+    }
+
+    async fn get(&self, token: &str, query: &str) -> Result<(StatusCode, Value)> {
+        let resp = reqwest::Client::new()
+            .get(format!("{}/v1/feed{query}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        let status = StatusCode::from_u16(resp.status().as_u16())?;
+        Ok((status, resp.json().await?))
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> (StatusCode, Json<Value>) {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({"error": e.to_string()})),
+    )
+}
+
+/// `{"alert": id, "to": agent}` → contained through the runbook; answers the incident.
+async fn contain(
+    State(engine): State<Engine>,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    let (Some(id), Some(to)) = (body["alert"].as_str(), body["to"].as_str()) else {
+        return fail("need {alert, to}");
+    };
+    let submitted = match alert(id, to) {
+        Ok(alert) => engine.submit(alert, Request::Runbook).await,
+        Err(e) => return fail(e),
+    };
+    let submitted = match submitted {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = engine
+            .incident(&submitted.incident)
+            .await
+            .map(|i| i.status());
+        if status == Some(PlanStatus::Contained) {
+            return (
+                StatusCode::OK,
+                Json(json!({"incident": submitted.incident})),
+            );
+        }
+        if Instant::now() > deadline {
+            return fail(format!("incident is {status:?}, not contained"));
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+async fn rollback(
+    State(engine): State<Engine>,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    let Some(incident) = body["incident"].as_str() else {
+        return fail("need {incident}");
+    };
+    match engine.rollback(incident).await {
+        Ok(status) => (
+            StatusCode::OK,
+            Json(json!({"status": format!("{status:?}")})),
+        ),
+        Err(e) => fail(e),
+    }
+}
+
+fn shim_python() -> Result<String> {
+    std::env::var("FIREBREAK_SHIM_PYTHON").context(
+        "FIREBREAK_SHIM_PYTHON is not set: run ./scripts/test, or eval \"$(./scripts/test --env)\" first",
+    )
+}
+
+fn shims_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shims/python")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn langgraph_crewai_autogen_and_a2a_shims_follow_severing_and_rollback_live() -> Result<()> {
+    let python = shim_python()?;
+    let rig = Rig::start().await?;
+    let out = tokio::process::Command::new(&python)
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"])
+        .current_dir(shims_dir())
+        .env("FIREBREAK_FEED_URL", &rig.base)
+        .env("FIREBREAK_FEED_TOKEN", TOKEN)
+        .env("FIREBREAK_FEED_C_TOKEN", C_TOKEN)
+        .env("FIREBREAK_CONTROL_URL", format!("{}/control", rig.base))
+        .env("FIREBREAK_AGENTS", format!("{A},{B},{C}"))
+        .env("CREWAI_DISABLE_TELEMETRY", "true")
+        .env("OTEL_SDK_DISABLED", "true")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .with_context(|| format!("cannot run {python} -m pytest"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    if !out.status.success() {
+        bail!(
+            "the shim tests failed ({}):\n{stdout}\n{stderr}",
+            out.status
+        );
+    }
+    assert!(
+        stdout.contains(" passed") && !stdout.contains(" skipped"),
+        "{stdout}"
+    );
+    // Every containment the shims saw went through the engine and was rolled back.
+    assert!(!rig.engine.incidents().await.is_empty());
+    let a = rig.feed.document(&AgentKey(A.into())).context("a")?;
+    assert!(a.severed.is_empty() && !a.paused, "{a:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_rung_is_applied_verified_streamed_and_reverted_through_the_served_feed() -> Result<()>
+{
+    let rig = Rig::start().await?;
+    let rungs = rig.candidates(&alert("direct-1", B)?).await?;
+    let kinds: Vec<(ActionKind, usize)> = rungs
+        .iter()
+        .map(|c| (c.kind, c.blast_radius.broken))
+        .collect();
+    // Severing a → b (tail) breaks nothing; isolating b breaks nothing (only a → b, tail, goes
+    // into b); pausing a breaks a → c.
+    assert_eq!(
+        kinds,
+        [
+            (ActionKind::DelegationSeverEdge, 0),
+            (ActionKind::DelegationIsolateInbound, 0),
+            (ActionKind::DelegationPauseGraph, 1),
+        ]
+    );
+
+    // One SSE subscriber on b's document: it must see every version, first event at once.
+    let mut stream = Events::open(&rig, B, None).await?;
+    let first = stream.next().await?;
+    assert_eq!(first.version, 0);
+
+    for action in &rungs {
+        assert!(rig.plane.apply(action).await?.changed, "{}", action.kind);
+        assert!(!rig.plane.apply(action).await?.changed, "idempotent apply");
+        let verified = rig.plane.verify(action).await?;
+        assert!(verified.ok, "{}: {}", action.kind, verified.detail);
+        let (_, a) = rig.get(TOKEN, &format!("?agent={A}")).await?;
+        let (_, b) = rig.get(TOKEN, &format!("?agent={B}")).await?;
+        let (_, c) = rig.get(TOKEN, &format!("?agent={C}")).await?;
+        let a: Document = serde_json::from_value(a)?;
+        let b: Document = serde_json::from_value(b)?;
+        let c: Document = serde_json::from_value(c)?;
+        assert!(a.refuses_edge(B, Some(&b)).is_some(), "{}", action.kind);
+        match action.kind {
+            ActionKind::DelegationSeverEdge => {
+                assert_eq!(b.severed_from, [A]);
+                assert_eq!(a.refuses_edge(C, Some(&c)), None, "a → c untouched");
+            }
+            ActionKind::DelegationIsolateInbound => assert!(b.inbound_isolated),
+            _ => assert!(a.paused && a.refuses_edge(C, Some(&c)).is_some()),
+        }
+        // Pausing a changes a's document only.
+        let b_changes = action.kind != ActionKind::DelegationPauseGraph;
+        if b_changes {
+            assert_eq!(
+                stream.next().await?,
+                b,
+                "the stream carries what GET serves"
+            );
+        }
+        assert!(rig.plane.revert(action).await?.changed);
+        if b_changes {
+            let restored = stream.next().await?;
+            assert!(restored.version > b.version, "versions only grow");
+            assert!(restored.severed_from.is_empty() && !restored.inbound_isolated);
+        }
+        assert!(
+            !rig.plane.revert(action).await?.changed,
+            "idempotent revert"
+        );
+        assert!(rig.plane.verify_reverted(action).await?.ok);
+        assert!(
+            !rig.plane.verify(action).await?.ok,
+            "reverted: allowed again"
+        );
+    }
+    let (_, a) = rig.get(TOKEN, &format!("?agent={A}")).await?;
+    let a: Document = serde_json::from_value(a)?;
+    assert_eq!(a.refuses_edge(B, None), None);
+
+    // Reconnecting with the version already seen resends nothing until the next change.
+    let seen = rig.feed.document(&AgentKey(B.into())).context("b")?.version;
+    let mut resumed = Events::open(&rig, B, Some(seen)).await?;
+    rig.plane.apply(&rungs[1]).await?;
+    let next = resumed.next().await?;
+    assert!(next.version > seen && next.inbound_isolated, "{next:?}");
+    rig.plane.revert(&rungs[1]).await?;
+    Ok(())
+}
+
+/// Reads a feed SSE response event by event.
+struct Events {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl Events {
+    async fn open(rig: &Rig, agent: &str, last_event_id: Option<u64>) -> Result<Events> {
+        let mut req = reqwest::Client::new()
+            .get(format!("{}/v1/feed/stream?agent={agent}", rig.base))
+            .bearer_auth(TOKEN);
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id.to_string());
+        }
+        Ok(Events {
+            resp: req.send().await?.error_for_status()?,
+            buf: String::new(),
+        })
+    }
+
+    /// The next event's document (keep-alive comments are skipped).
+    async fn next(&mut self) -> Result<Document> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            while let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data:")) {
+                    return Ok(serde_json::from_str(data.trim())?);
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.resp.chunk()).await {
+                Ok(Ok(Some(chunk))) => self.buf.push_str(&String::from_utf8_lossy(&chunk)),
+                Ok(Ok(None)) => bail!("stream ended: {:?}", self.buf),
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => bail!("no event within 5 s: {:?}", self.buf),
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tokens_unknown_agents_and_malformed_policy_get_clear_errors() -> Result<()> {
+    let rig = Rig::start().await?;
+    let (status, body) = rig
+        .get("wrong-token-0000000000", &format!("?agent={A}"))
+        .await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("bearer token")),
+        "{body}"
+    );
+
+    let ghost = "prod/agents/Deployment/ghost";
+    for path in ["", "/stream"] {
+        let (status, body) = rig.get(TOKEN, &format!("{path}?agent={ghost}")).await?;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| e.contains(ghost)),
+            "{body}"
+        );
+    }
+    let (status, body) = rig.get(C_TOKEN, &format!("?agent={A}")).await?;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains(A)),
+        "{body}"
+    );
+    let (status, _) = rig.get(C_TOKEN, &format!("?agent={C}")).await?;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = rig.get(TOKEN, "").await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("agent is required")),
+        "{body}"
+    );
+    let (status, body) = rig
+        .get(TOKEN, &format!("/stream?agent={A}&version=latest"))
+        .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("\"latest\"")),
+        "{body}"
+    );
+
+    // A malformed feed config names what is wrong and never echoes a token.
+    let config: FeedConfig =
+        serde_json::from_value(json!({"tokens": {"secret-but-short": ["a/b"]}}))?;
+    let err = FeedAuth::new(&config).expect_err("refused").to_string();
+    assert!(err.contains("\"a/b\"") && !err.contains("secret"), "{err}");
+    let err = serde_json::from_value::<FeedConfig>(json!({"tokens": {TOKEN: "everyone"}}))
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("\"everyone\""), "{err}");
+
+    // A malformed action spec is refused before anything is written.
+    let mut action = rig.candidates(&alert("direct-2", B)?).await?.remove(0);
+    action.spec["hold"] = json!({"agent": A, "rule": "sever"});
+    let version = rig.feed.version();
+    let err = rig
+        .plane
+        .apply(&action)
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        err.contains("hold {agent, rule}") && err.contains("sever"),
+        "{err}"
+    );
+    assert_eq!(rig.feed.version(), version);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_plans_the_sever_and_changes_no_feed_version() -> Result<()> {
+    let rig = Rig::start().await?;
+    let (_, before) = rig.get(TOKEN, &format!("?agent={A}")).await?;
+    let dry = rig
+        .engine
+        .submit(alert("dry-1", B)?, Request::DryRun)
+        .await?;
+    assert_eq!(dry.status, PlanStatus::DryRun);
+    let chosen = dry.plan.chosen.as_ref().context("a plan")?;
+    assert_eq!(chosen.kind, ActionKind::DelegationSeverEdge);
+    assert_eq!(
+        chosen.blast_radius.broken, 0,
+        "a → b is outside the envelope"
+    );
+    assert_eq!(rig.feed.version(), 0, "a dry run wrote the feed");
+    let (_, after) = rig.get(TOKEN, &format!("?agent={A}")).await?;
+    assert_eq!(before, after);
+    Ok(())
+}
