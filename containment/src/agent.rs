@@ -8,6 +8,7 @@ use crate::error::InputError;
 
 /// One AI workload, keyed `cluster/namespace/Kind/name`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentRef {
     pub cluster: String,

@@ -11,11 +11,14 @@ use serde::{Deserialize, Serialize};
 use crate::agent::{AgentKey, AgentRef};
 use crate::error::InputError;
 
+/// Where learning stands, which decides whether Firebreak may act on the envelope by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum EnvelopeStatus {
     /// Still observing: never acted on automatically.
     Learning,
+    /// Learned: no new behaviour in the most recent sessions.
     Converged,
     /// Pinned by an operator (or by an open incident).
     Frozen,
@@ -23,6 +26,7 @@ pub enum EnvelopeStatus {
 
 /// How an entry generalises from what was seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Closure {
     /// Exactly the values seen.
@@ -35,6 +39,7 @@ pub enum Closure {
 
 /// Entries need `minCount` occurrences across `minSessions` distinct sessions to be permitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConfidenceThreshold {
     pub min_count: u64,
@@ -52,6 +57,7 @@ impl Default for ConfidenceThreshold {
 
 /// One observed behaviour with its closure rule and confidence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Observed<T> {
     #[serde(flatten)]
@@ -68,44 +74,56 @@ impl<T> Observed<T> {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct IdentityUse {
+    /// `service:Action`, e.g. `s3:GetObject`.
     pub action: String,
     pub resource: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ToolUse {
+    /// The MCP server's name at the Firebreak gateway.
     pub server: String,
     pub tool: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ContextUse {
     pub index: String,
+    /// The source (provenance) within the index; absent: the whole index.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct DelegationEdge {
+    /// The agent delegated to.
     pub to: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mechanism: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct NetworkDestination {
+    /// A DNS name or pattern, an address, or a CIDR.
     pub destination: String,
+    /// Absent: any port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ProcessUse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,6 +136,7 @@ pub struct ProcessUse {
 
 /// Identity: the principals the agent runs as, and the permissions it exercised.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IdentityDimension {
     /// Cloud principals seen acting for this agent, e.g. an IAM role ARN.
@@ -129,9 +148,12 @@ pub struct IdentityDimension {
 
 /// A dimension that is only a list of observations.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ObservedList<T> {
-    #[serde(default = "Vec::new")]
+    // A path, not `default`: serde would demand `T: Default`. The turbofish lets schemars, which
+    // calls the path to document the default, infer the type.
+    #[serde(default = "Vec::<Observed<T>>::new")]
     pub observed: Vec<Observed<T>>,
 }
 
@@ -143,7 +165,9 @@ impl<T> Default for ObservedList<T> {
     }
 }
 
+/// What one agent was observed doing, per dimension.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnvelopeSpec {
     pub agent: AgentRef,

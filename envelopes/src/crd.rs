@@ -1,18 +1,15 @@
 //! The `envelopes.firebreak.dev` CustomResourceDefinition, its schema generated from Rust types.
 //!
-//! `firebreak-containment` derives no `schemars::JsonSchema`, so the schema is derived from the
-//! [`schema`] module: one type per envelope type, same field names, same serde attributes, with
-//! doc comments that become the CRD's descriptions. Two tests keep them in step with
-//! `containment/src/envelope.rs`: a conversion that destructures every containment type without
-//! `..` (a field added there no longer compiles here) and a check that, field by field, the
-//! schema's `required` agrees with what `Envelope::from_yaml` accepts. Once containment derives
-//! `JsonSchema` itself (see the crate report), `schema_for!(EnvelopeSpec)` replaces the module.
+//! The `spec` schema is derived from `firebreak_containment::envelope::EnvelopeSpec` itself
+//! (containment's `schema` feature), so the CRD cannot drift from what the daemon's loader reads;
+//! the types' doc comments become the CRD's descriptions.
 //!
 //! The schema is rewritten into a Kubernetes *structural* schema: no `$ref`, no `$schema`, no
 //! `additionalProperties: false` (Kubernetes prunes unknown fields instead; the daemon's loader
-//! still refuses them), `nullable` instead of `null` types, integer formats Kubernetes knows.
+//! still refuses them), `nullable` instead of `null` types, one `enum` instead of a `oneOf` per
+//! documented variant, integer formats Kubernetes knows.
 
-use firebreak_containment::envelope::API_VERSION;
+use firebreak_containment::envelope::{EnvelopeSpec, API_VERSION};
 use schemars::generate::SchemaSettings;
 use serde_json::{json, Map, Value};
 
@@ -76,7 +73,7 @@ pub fn spec_schema() -> Value {
     settings.inline_subschemas = true;
     let schema = settings
         .into_generator()
-        .into_root_schema_for::<schema::EnvelopeSpec>();
+        .into_root_schema_for::<EnvelopeSpec>();
     let mut value = schema.to_value();
     structural(&mut value);
     value
@@ -92,6 +89,7 @@ fn structural(value: &mut Value) {
             if map.get("additionalProperties") == Some(&Value::Bool(false)) {
                 map.remove("additionalProperties");
             }
+            unit_variants(map);
             nullable_types(map);
             if let Some(Value::String(format)) = map.get("format") {
                 let known = match format.as_str() {
@@ -114,6 +112,45 @@ fn structural(value: &mut Value) {
         }
         Value::Array(items) => items.iter_mut().for_each(structural),
         _ => {}
+    }
+}
+
+/// schemars gives an enum whose variants have doc comments a `oneOf` of one-value enums, which a
+/// structural schema may not use: folds it into one `enum`, the variants' docs into the description.
+fn unit_variants(map: &mut Map<String, Value>) {
+    let Some(Value::Array(options)) = map.get("oneOf") else {
+        return;
+    };
+    let mut values = Vec::new();
+    let mut docs = Vec::new();
+    for option in options {
+        let one = option.get("enum").and_then(Value::as_array);
+        let (Some([value]), Some("string")) = (
+            one.map(Vec::as_slice),
+            option.get("type").and_then(Value::as_str),
+        ) else {
+            return;
+        };
+        if let (Some(name), Some(doc)) = (
+            value.as_str(),
+            option.get("description").and_then(Value::as_str),
+        ) {
+            docs.push(format!("`{name}`: {doc}"));
+        }
+        values.push(value.clone());
+    }
+    let description = map
+        .get("description")
+        .and_then(Value::as_str)
+        .into_iter()
+        .chain(docs.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(" ");
+    map.remove("oneOf");
+    map.insert("type".into(), Value::String("string".into()));
+    map.insert("enum".into(), Value::Array(values));
+    if !description.is_empty() {
+        map.insert("description".into(), Value::String(description));
     }
 }
 
@@ -140,176 +177,6 @@ fn nullable_types(map: &mut Map<String, Value>) {
                 }
             }
             map.insert("nullable".into(), Value::Bool(true));
-        }
-    }
-}
-
-/// Schema twins of `firebreak_containment::envelope` (see the module docs).
-pub mod schema {
-    use schemars::JsonSchema;
-    use serde::Serialize;
-
-    /// The agent, one Kubernetes workload.
-    #[derive(Serialize, JsonSchema)]
-    #[serde(rename_all = "camelCase", deny_unknown_fields)]
-    pub struct AgentRef {
-        pub cluster: String,
-        pub namespace: String,
-        /// `Kind/name`, e.g. `Deployment/payment-agent`.
-        pub workload: String,
-        pub service_account: String,
-    }
-
-    /// `learning`: never acted on automatically; `converged`; `frozen`: pinned by an operator or
-    /// an open incident.
-    #[derive(Serialize, JsonSchema)]
-    #[serde(rename_all = "lowercase")]
-    pub enum EnvelopeStatus {
-        Learning,
-        Converged,
-        Frozen,
-    }
-
-    /// How an entry generalises: `literal` exact values, `structural` a pattern, `distribution` a
-    /// range or rate.
-    #[derive(Serialize, JsonSchema)]
-    #[serde(rename_all = "lowercase")]
-    pub enum Closure {
-        Literal,
-        Structural,
-        Distribution,
-    }
-
-    /// Entries need `minCount` occurrences across `minSessions` sessions to be permitted.
-    #[derive(Serialize, JsonSchema)]
-    #[serde(rename_all = "camelCase", deny_unknown_fields)]
-    pub struct ConfidenceThreshold {
-        pub min_count: u64,
-        pub min_sessions: u64,
-    }
-
-    /// One observed behaviour with its closure rule and confidence.
-    #[derive(Serialize, JsonSchema)]
-    #[serde(rename_all = "camelCase")]
-    pub struct Observed<T> {
-        #[serde(flatten)]
-        pub value: T,
-        pub closure: Closure,
-        pub count: u64,
-        pub sessions: u64,
-    }
-
-    #[derive(Serialize, JsonSchema)]
-    #[serde(rename_all = "camelCase")]
-    pub struct IdentityUse {
-        /// `service:Action`, e.g. `s3:GetObject`.
-        pub action: String,
-        pub resource: String,
-    }
-
-    #[derive(Serialize, JsonSchema)]
-    #[serde(rename_all = "camelCase")]
-    pub struct ToolUse {
-        /// The MCP server's name at the Firebreak gateway.
-        pub server: String,
-        pub tool: String,
-    }
-
-    #[derive(Serialize, JsonSchema)]
-    #[serde(rename_all = "camelCase")]
-    pub struct ContextUse {
-        pub index: String,
-        /// The source (provenance) within the index; absent: the whole index.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub source: Option<String>,
-    }
-
-    #[derive(Serialize, JsonSchema)]
-    #[serde(rename_all = "camelCase")]
-    pub struct DelegationEdge {
-        /// The agent delegated to.
-        pub to: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub mechanism: Option<String>,
-    }
-
-    #[derive(Serialize, JsonSchema)]
-    #[serde(rename_all = "camelCase")]
-    pub struct NetworkDestination {
-        /// A DNS name or pattern, an address, or a CIDR.
-        pub destination: String,
-        /// Absent: any port.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub port: Option<u16>,
-    }
-
-    #[derive(Serialize, JsonSchema)]
-    #[serde(rename_all = "camelCase")]
-    pub struct ProcessUse {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub exec: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub path: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub syscall: Option<String>,
-    }
-
-    /// The principals the agent runs as, and the permissions it exercised.
-    #[derive(Default, Serialize, JsonSchema)]
-    #[serde(rename_all = "camelCase", deny_unknown_fields)]
-    pub struct IdentityDimension {
-        #[serde(default)]
-        pub principals: Vec<String>,
-        #[serde(default)]
-        pub observed: Vec<Observed<IdentityUse>>,
-    }
-
-    #[derive(Serialize, JsonSchema)]
-    #[serde(rename_all = "camelCase", deny_unknown_fields)]
-    pub struct ObservedList<T> {
-        #[serde(default)]
-        pub observed: Vec<Observed<T>>,
-    }
-
-    /// What one agent was observed doing, per dimension.
-    #[derive(Serialize, JsonSchema)]
-    #[serde(rename_all = "camelCase", deny_unknown_fields)]
-    pub struct EnvelopeSpec {
-        pub agent: AgentRef,
-        pub version: u64,
-        pub status: EnvelopeStatus,
-        #[serde(default)]
-        pub confidence: ConfidenceThreshold,
-        #[serde(default)]
-        pub identity: IdentityDimension,
-        #[serde(default)]
-        pub tools: ObservedList<ToolUse>,
-        #[serde(default)]
-        pub context: ObservedList<ContextUse>,
-        #[serde(default)]
-        pub delegation: ObservedList<DelegationEdge>,
-        #[serde(default)]
-        pub network: ObservedList<NetworkDestination>,
-        #[serde(default)]
-        pub process: ObservedList<ProcessUse>,
-    }
-
-    // `#[serde(default)]` needs `Default`; the values match containment's (threshold 5/3).
-    impl Default for ConfidenceThreshold {
-        fn default() -> Self {
-            let d = firebreak_containment::envelope::ConfidenceThreshold::default();
-            Self {
-                min_count: d.min_count,
-                min_sessions: d.min_sessions,
-            }
-        }
-    }
-
-    impl<T> Default for ObservedList<T> {
-        fn default() -> Self {
-            Self {
-                observed: Vec::new(),
-            }
         }
     }
 }
@@ -466,6 +333,11 @@ mod tests {
                     walk(child, &format!("{path}.{k}"));
                 }
             }
+            if let Value::Array(items) = v {
+                for (i, child) in items.iter().enumerate() {
+                    walk(child, &format!("{path}[{i}]"));
+                }
+            }
         }
         walk(&definition(), "");
     }
@@ -516,135 +388,5 @@ mod tests {
                 path.join(".")
             );
         }
-    }
-
-    /// Destructures every containment type without `..`: a field added there stops this compiling
-    /// until the twin gets it too. Then both serialise the same document.
-    #[test]
-    fn twins_serialise_like_the_containment_types() {
-        fn observed<T, U>(o: &real::Observed<T>, value: impl Fn(&T) -> U) -> schema::Observed<U> {
-            let real::Observed {
-                value: v,
-                closure,
-                count,
-                sessions,
-            } = o;
-            schema::Observed {
-                value: value(v),
-                closure: match closure {
-                    real::Closure::Literal => schema::Closure::Literal,
-                    real::Closure::Structural => schema::Closure::Structural,
-                    real::Closure::Distribution => schema::Closure::Distribution,
-                },
-                count: *count,
-                sessions: *sessions,
-            }
-        }
-        fn list<T, U>(
-            l: &real::ObservedList<T>,
-            value: impl Fn(&T) -> U + Copy,
-        ) -> schema::ObservedList<U> {
-            let real::ObservedList { observed: o } = l;
-            schema::ObservedList {
-                observed: o.iter().map(|e| observed(e, value)).collect(),
-            }
-        }
-        let e = real::Envelope::from_yaml(EXAMPLE).expect("example");
-        let real::EnvelopeSpec {
-            agent,
-            version,
-            status,
-            confidence,
-            identity,
-            tools,
-            context,
-            delegation,
-            network,
-            process,
-        } = &e.spec;
-        let firebreak_containment::agent::AgentRef {
-            cluster,
-            namespace,
-            workload,
-            service_account,
-        } = agent;
-        let real::ConfidenceThreshold {
-            min_count,
-            min_sessions,
-        } = confidence;
-        let real::IdentityDimension {
-            principals,
-            observed: identity_observed,
-        } = identity;
-        let twin = schema::EnvelopeSpec {
-            agent: schema::AgentRef {
-                cluster: cluster.clone(),
-                namespace: namespace.clone(),
-                workload: workload.clone(),
-                service_account: service_account.clone(),
-            },
-            version: *version,
-            status: match status {
-                real::EnvelopeStatus::Learning => schema::EnvelopeStatus::Learning,
-                real::EnvelopeStatus::Converged => schema::EnvelopeStatus::Converged,
-                real::EnvelopeStatus::Frozen => schema::EnvelopeStatus::Frozen,
-            },
-            confidence: schema::ConfidenceThreshold {
-                min_count: *min_count,
-                min_sessions: *min_sessions,
-            },
-            identity: schema::IdentityDimension {
-                principals: principals.clone(),
-                observed: identity_observed
-                    .iter()
-                    .map(|o| {
-                        observed(o, |real::IdentityUse { action, resource }| {
-                            schema::IdentityUse {
-                                action: action.clone(),
-                                resource: resource.clone(),
-                            }
-                        })
-                    })
-                    .collect(),
-            },
-            tools: list(tools, |real::ToolUse { server, tool }| schema::ToolUse {
-                server: server.clone(),
-                tool: tool.clone(),
-            }),
-            context: list(context, |real::ContextUse { index, source }| {
-                schema::ContextUse {
-                    index: index.clone(),
-                    source: source.clone(),
-                }
-            }),
-            delegation: list(delegation, |real::DelegationEdge { to, mechanism }| {
-                schema::DelegationEdge {
-                    to: to.clone(),
-                    mechanism: mechanism.clone(),
-                }
-            }),
-            network: list(network, |real::NetworkDestination { destination, port }| {
-                schema::NetworkDestination {
-                    destination: destination.clone(),
-                    port: *port,
-                }
-            }),
-            process: list(
-                process,
-                |real::ProcessUse {
-                     exec,
-                     path,
-                     syscall,
-                 }| schema::ProcessUse {
-                    exec: exec.clone(),
-                    path: path.clone(),
-                    syscall: syscall.clone(),
-                },
-            ),
-        };
-        assert_eq!(
-            serde_json::to_value(&twin).expect("twin"),
-            serde_json::to_value(&e.spec).expect("real")
-        );
     }
 }

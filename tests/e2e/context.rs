@@ -6,6 +6,8 @@
 
 #[path = "../../surfaces/context/tests/support/postgres.rs"]
 mod postgres;
+#[path = "../../surfaces/context/tests/support/scenario.rs"]
+mod scenario;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -13,15 +15,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 use firebreak_containment::action::ActionKind;
-use firebreak_containment::alert::Alert;
-use firebreak_containment::engine::{Engine, EngineConfig, Parts, Request};
-use firebreak_containment::envelope::{Envelope, EnvelopeStore};
+use firebreak_containment::engine::Request;
 use firebreak_containment::incident::PlanStatus;
-use firebreak_containment::journal::Journal;
-use firebreak_containment::metrics::Metrics;
-use firebreak_containment::runbook::Runbooks;
 use firebreak_context::{ddl, PgVector, PostgresContextConfig};
 use postgres::{connect, pg};
+use scenario::{alert, candidate, Harness, INJECTED, PERMITTED};
 use tokio_postgres::Client;
 
 /// Whether any statement of a (possibly multi-statement) log entry writes.
@@ -58,7 +56,6 @@ const SOURCES: &[&str] = &[
     "crm:accounts",
     "email:inj-4471",
 ];
-const INJECTED: &str = "email:inj-4471";
 
 fn embedding(i: usize) -> String {
     let v: Vec<String> = (0..DIM)
@@ -118,70 +115,13 @@ async fn fixture(name: &str) -> Result<Fixture> {
     })
 }
 
-fn envelope(agent: &str) -> Result<Envelope> {
-    Ok(Envelope::from_yaml(&format!(
-        r#"apiVersion: firebreak.dev/v1alpha1
-kind: Envelope
-metadata: {{name: {agent}, namespace: rag}}
-spec:
-  agent: {{cluster: prod, namespace: rag, workload: Deployment/{agent}, serviceAccount: {agent}}}
-  version: 4
-  status: converged
-  context:
-    observed:
-      - {{index: kb, source: "wiki:handbook", closure: literal, count: 800, sessions: 90}}
-      - {{index: kb, source: "wiki:policies", closure: literal, count: 300, sessions: 40}}
-      - {{index: kb, source: "crm:accounts", closure: literal, count: 120, sessions: 20}}
-      - {{index: kb, source: "email:inj-4471", closure: literal, count: 1, sessions: 1}}
-"#
-    ))?)
-}
-
-fn alert(id: &str, agent: &str, index: &str, source: Option<&str>) -> Result<Alert> {
-    let mut parameter = serde_json::json!({"index": index});
-    if let Some(s) = source {
-        parameter["source"] = s.into();
-    }
-    let body = serde_json::json!({
-        "id": id, "source": "test", "time": "2026-11-22T02:47:00Z",
-        "agent": {"cluster": "prod", "namespace": "rag", "workload": format!("Deployment/{agent}"), "serviceAccount": agent},
-        "dimension": "context", "parameter": parameter,
-        "tier": "attack-attempt", "severity": "critical", "evidence": {}
-    });
-    Alert::from_json(body.to_string().as_bytes()).map_err(|e| anyhow!("{e}"))
-}
-
-struct Harness {
-    engine: Engine,
-    _dir: tempfile::TempDir,
-}
-
+/// Both agents have retrieved the injected source once, beside the permitted ones.
 fn engine(config: &PostgresContextConfig) -> Result<Harness> {
-    let dir = tempfile::tempdir()?;
-    let mut envelopes = EnvelopeStore::default();
-    for agent in ["agent-a", "agent-b"] {
-        envelopes.insert(envelope(agent)?, dir.path().join(format!("{agent}.yaml")))?;
-    }
-    let engine = Engine::open(Parts {
-        journal: Journal::open(&dir.path().join("journal.db"))?,
-        envelopes,
-        runbooks: Runbooks::embedded()?,
-        planes: vec![Arc::new(PgVector::new(config.clone())?)],
-        metrics: Metrics::new()?,
-        config: EngineConfig {
-            verify_poll: Duration::from_millis(50),
-            ..EngineConfig::default()
-        },
-    })?;
-    Ok(Harness { engine, _dir: dir })
-}
-
-/// What the engine recorded about the incident's last plan (verification detail).
-async fn detail(h: &Harness, incident: &str) -> Option<String> {
-    h.engine
-        .incident(incident)
-        .await
-        .and_then(|i| i.plans.last().and_then(|p| p.detail.clone()))
+    Harness::new(
+        Arc::new(PgVector::new(config.clone())?),
+        &["agent-a", "agent-b"],
+        &[PERMITTED, &[(INJECTED, 1, 1)]].concat(),
+    )
 }
 
 /// The agent's retrieval: top-k by similarity, as its own role.
@@ -271,12 +211,7 @@ async fn quarantine_source_hides_it_from_one_agent_only_and_rolls_back() -> Resu
     let chosen = submitted.plan.chosen.clone().context("a chosen action")?;
     assert_eq!(chosen.kind, ActionKind::ContextQuarantineSource);
     assert_eq!(chosen.blast_radius.broken, 0, "{:?}", chosen.blast_radius);
-    let revoke = submitted
-        .plan
-        .candidates
-        .iter()
-        .find(|c| c.kind == ActionKind::ContextRevokeIndex)
-        .context("revoke_index considered")?;
+    let revoke = candidate(&submitted.plan.candidates, ActionKind::ContextRevokeIndex)?;
     assert_eq!(
         revoke.blast_radius.broken, 3,
         "the three permitted sources of kb"
@@ -304,7 +239,7 @@ async fn quarantine_source_hides_it_from_one_agent_only_and_rolls_back() -> Resu
         status,
         PlanStatus::Contained,
         "{:?}",
-        detail(&h, &submitted.incident).await
+        h.detail(&submitted.incident).await
     );
 
     let top = retrieve(&f.admin, &f.role_a, 40).await?;
@@ -377,7 +312,7 @@ async fn revoke_index_cuts_one_agent_off_and_rollback_restores_the_grant() -> Re
         status,
         PlanStatus::Contained,
         "{:?}",
-        detail(&h, &submitted.incident).await
+        h.detail(&submitted.incident).await
     );
     assert!(retrieve(&f.admin, &f.role_a, 5).await?.is_empty());
     assert_eq!(retrieve(&f.admin, &f.role_b, 5).await?.len(), 5);
@@ -534,7 +469,7 @@ async fn printed_ddl_applied_by_a_dba_is_what_the_plane_expects() -> Result<()> 
         status,
         PlanStatus::Contained,
         "{:?}",
-        detail(&h, &submitted.incident).await
+        h.detail(&submitted.incident).await
     );
     assert_eq!(
         visible_sources(&f.admin, &f.role_b).await?,

@@ -9,28 +9,23 @@
 
 #[path = "../../surfaces/context/tests/support/milvus.rs"]
 mod milvus;
+#[path = "../../surfaces/context/tests/support/scenario.rs"]
+mod scenario;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use firebreak_containment::action::ActionKind;
-use firebreak_containment::alert::Alert;
-use firebreak_containment::engine::{Engine, EngineConfig, Parts, Request};
-use firebreak_containment::envelope::{Envelope, EnvelopeStore};
+use firebreak_containment::engine::Request;
 use firebreak_containment::incident::PlanStatus;
-use firebreak_containment::journal::Journal;
-use firebreak_containment::metrics::Metrics;
-use firebreak_containment::plan::Candidate;
-use firebreak_containment::runbook::Runbooks;
 use firebreak_containment::surface::ControlPlane;
 use firebreak_context::{Milvus, MilvusContextConfig};
 use milvus::milvus;
+use scenario::{alert, candidate, Harness, INJECTED, PERMITTED};
 use serde_json::Value;
 
 const AGENT_A: &str = "prod/rag/Deployment/agent-a";
 const AGENT_B: &str = "prod/rag/Deployment/agent-b";
-const INJECTED: &str = "email:inj-4471";
 
 /// One test's world, as seed.py made it.
 struct Fixture {
@@ -108,76 +103,14 @@ fn fixture(prefix: &str) -> Result<Fixture> {
     })
 }
 
-/// Both agents' envelopes: they retrieve from `kb` only, never from `secrets`.
-fn envelope(agent: &str) -> Result<Envelope> {
-    Ok(Envelope::from_yaml(&format!(
-        r#"apiVersion: firebreak.dev/v1alpha1
-kind: Envelope
-metadata: {{name: {agent}, namespace: rag}}
-spec:
-  agent: {{cluster: prod, namespace: rag, workload: Deployment/{agent}, serviceAccount: {agent}}}
-  version: 4
-  status: converged
-  context:
-    observed:
-      - {{index: kb, source: "wiki:handbook", closure: literal, count: 800, sessions: 90}}
-      - {{index: kb, source: "wiki:policies", closure: literal, count: 300, sessions: 40}}
-      - {{index: kb, source: "crm:accounts", closure: literal, count: 120, sessions: 20}}
-"#
-    ))?)
-}
-
-fn alert(id: &str, agent: &str, index: &str, source: Option<&str>) -> Result<Alert> {
-    let mut parameter = serde_json::json!({"index": index});
-    if let Some(s) = source {
-        parameter["source"] = s.into();
-    }
-    let body = serde_json::json!({
-        "id": id, "source": "test", "time": "2026-11-22T02:47:00Z",
-        "agent": {"cluster": "prod", "namespace": "rag", "workload": format!("Deployment/{agent}"), "serviceAccount": agent},
-        "dimension": "context", "parameter": parameter,
-        "tier": "attack-attempt", "severity": "critical", "evidence": {}
-    });
-    Alert::from_json(body.to_string().as_bytes()).map_err(|e| anyhow!("{e}"))
-}
-
-struct Harness {
-    engine: Engine,
-    _dir: tempfile::TempDir,
-}
-
+/// Both agents' envelopes: they retrieve from `kb` only, never from `secrets`. Agent C has no
+/// configured role.
 fn engine(config: &MilvusContextConfig) -> Result<Harness> {
-    let dir = tempfile::tempdir()?;
-    let mut envelopes = EnvelopeStore::default();
-    for agent in ["agent-a", "agent-b", "agent-c"] {
-        envelopes.insert(envelope(agent)?, dir.path().join(format!("{agent}.yaml")))?;
-    }
-    let engine = Engine::open(Parts {
-        journal: Journal::open(&dir.path().join("journal.db"))?,
-        envelopes,
-        runbooks: Runbooks::embedded()?,
-        planes: vec![Arc::new(Milvus::new(config.clone())?)],
-        metrics: Metrics::new()?,
-        config: EngineConfig {
-            verify_poll: Duration::from_millis(50),
-            ..EngineConfig::default()
-        },
-    })?;
-    Ok(Harness { engine, _dir: dir })
-}
-
-async fn detail(h: &Harness, incident: &str) -> Option<String> {
-    h.engine
-        .incident(incident)
-        .await
-        .and_then(|i| i.plans.last().and_then(|p| p.detail.clone()))
-}
-
-fn candidate(candidates: &[Candidate], kind: ActionKind) -> Result<&Candidate> {
-    candidates
-        .iter()
-        .find(|c| c.kind == kind)
-        .with_context(|| format!("{kind} considered"))
+    Harness::new(
+        Arc::new(Milvus::new(config.clone())?),
+        &["agent-a", "agent-b", "agent-c"],
+        PERMITTED,
+    )
 }
 
 fn answered(result: &Value) -> bool {
@@ -240,7 +173,7 @@ async fn revoke_index_refuses_one_agents_search_on_one_collection_and_rollback_r
         status,
         PlanStatus::Contained,
         "{:?}",
-        detail(&h, &submitted.incident).await
+        h.detail(&submitted.incident).await
     );
 
     let a = f.search("a", &["secrets", "kb"])?;

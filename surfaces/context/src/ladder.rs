@@ -10,6 +10,7 @@ use firebreak_containment::surface::{Observation, PlanInput, SurfaceError};
 use serde::{Deserialize, Serialize};
 
 use crate::config::ALL_AGENTS;
+use crate::shared::spec_value;
 use crate::PLANE;
 
 /// The chunk table an action works on, as configured.
@@ -132,7 +133,7 @@ impl Observation for ContextState {
                     enforcement: Enforcement::Durable,
                     rejected: None,
                     notes: vec![],
-                    spec: to_value(&ActionSpec::QuarantineSource {
+                    spec: spec_value(PLANE, &ActionSpec::QuarantineSource {
                         table: table.clone(),
                         source: src.clone(),
                         scope: self.agent_role.clone(),
@@ -161,14 +162,17 @@ impl Observation for ContextState {
                         "hiding a source from every agent is planned on the approval-only rung"
                             .into(),
                     ],
-                    spec: to_value(&ActionSpec::QuarantineSource {
-                        table: table.clone(),
-                        source: src.clone(),
-                        scope: ALL_AGENTS.into(),
-                        agent_role: self.agent_role.clone(),
-                        incident: input.incident.to_string(),
-                        other_roles: self.other_roles.clone(),
-                    })?,
+                    spec: spec_value(
+                        PLANE,
+                        &ActionSpec::QuarantineSource {
+                            table: table.clone(),
+                            source: src.clone(),
+                            scope: ALL_AGENTS.into(),
+                            agent_role: self.agent_role.clone(),
+                            incident: input.incident.to_string(),
+                            other_roles: self.other_roles.clone(),
+                        },
+                    )?,
                 });
             }
             None => out.push(Candidate {
@@ -204,12 +208,15 @@ impl Observation for ContextState {
             enforcement: Enforcement::Durable,
             rejected: None,
             notes,
-            spec: to_value(&ActionSpec::RevokeIndex {
-                table: table.clone(),
-                agent_role: self.agent_role.clone(),
-                pre_image_granted: self.granted,
-                other_roles: self.other_roles.clone(),
-            })?,
+            spec: spec_value(
+                PLANE,
+                &ActionSpec::RevokeIndex {
+                    table: table.clone(),
+                    agent_role: self.agent_role.clone(),
+                    pre_image_granted: self.granted,
+                    other_roles: self.other_roles.clone(),
+                },
+            )?,
         });
 
         let mut items = whole_index;
@@ -225,57 +232,32 @@ impl Observation for ContextState {
             enforcement: Enforcement::Durable,
             rejected: None,
             notes: vec![],
-            spec: to_value(&ActionSpec::QuarantineIndex {
-                table: table.clone(),
-                agent_role: self.agent_role.clone(),
-                incident: input.incident.to_string(),
-                other_roles: self.other_roles.clone(),
-            })?,
+            spec: spec_value(
+                PLANE,
+                &ActionSpec::QuarantineIndex {
+                    table: table.clone(),
+                    agent_role: self.agent_role.clone(),
+                    incident: input.incident.to_string(),
+                    other_roles: self.other_roles.clone(),
+                },
+            )?,
         });
         Ok(out)
     }
 }
 
-fn to_value(spec: &ActionSpec) -> Result<serde_json::Value, SurfaceError> {
-    serde_json::to_value(spec).map_err(|e| SurfaceError::Invalid {
-        plane: PLANE,
-        detail: format!("cannot encode the action spec: {e}"),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use firebreak_containment::envelope::Envelope;
+    use crate::shared::testing;
 
-    const ENVELOPE: &str = r#"apiVersion: firebreak.dev/v1alpha1
-kind: Envelope
-metadata: {name: agent-a, namespace: rag}
-spec:
-  agent: {cluster: prod, namespace: rag, workload: Deployment/agent-a, serviceAccount: agent-a}
-  version: 1
-  status: converged
-  context:
-    observed:
-      - {index: kb, source: "wiki:handbook", closure: literal, count: 50, sessions: 9}
-      - {index: kb, source: "crm:accounts", closure: literal, count: 50, sessions: 9}
-      - {index: kb, source: "email:x", closure: literal, count: 1, sessions: 1}
-      - {index: other, closure: literal, count: 50, sessions: 9}
-"#;
-
-    fn alert(source: Option<&str>) -> firebreak_containment::alert::Alert {
-        let mut parameter = serde_json::json!({"index": "kb"});
-        if let Some(s) = source {
-            parameter["source"] = s.into();
-        }
-        let body = serde_json::json!({
-            "id": "a", "source": "t", "time": "2026-11-22T02:47:00Z",
-            "agent": {"cluster": "prod", "namespace": "rag", "workload": "Deployment/agent-a", "serviceAccount": "agent-a"},
-            "dimension": "context", "parameter": parameter,
-            "tier": "attack-attempt", "severity": "critical", "evidence": {}
-        });
-        firebreak_containment::alert::Alert::from_json(body.to_string().as_bytes()).expect("alert")
-    }
+    /// A tail source (`email:x`) beside two permitted ones in `kb`, and a second index.
+    const OBSERVED: &[&str] = &[
+        r#"{index: kb, source: "wiki:handbook", closure: literal, count: 50, sessions: 9}"#,
+        r#"{index: kb, source: "crm:accounts", closure: literal, count: 50, sessions: 9}"#,
+        r#"{index: kb, source: "email:x", closure: literal, count: 1, sessions: 1}"#,
+        "{index: other, closure: literal, count: 50, sessions: 9}",
+    ];
 
     fn state() -> ContextState {
         ContextState {
@@ -291,14 +273,7 @@ spec:
     }
 
     fn plan(source: Option<&str>) -> Vec<Candidate> {
-        let envelope = Envelope::from_yaml(ENVELOPE).expect("envelope");
-        let alert = alert(source);
-        let input = PlanInput {
-            incident: "inc-1",
-            alert: &alert,
-            envelope: &envelope,
-        };
-        state().candidates(&input).expect("candidates")
+        testing::plan(&state(), OBSERVED, "kb", source)
     }
 
     #[test]

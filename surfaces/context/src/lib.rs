@@ -6,6 +6,7 @@ pub mod config;
 pub mod ladder;
 pub mod milvus;
 pub mod plane;
+mod shared;
 
 use firebreak_containment::surface::SurfaceError;
 

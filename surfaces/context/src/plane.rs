@@ -3,15 +3,10 @@
 
 use std::collections::BTreeSet;
 use std::str::FromStr;
-use std::time::Duration;
 
-use async_trait::async_trait;
-use firebreak_containment::action::Surface;
-use firebreak_containment::alert::{Dimension, Parameter};
+use firebreak_containment::alert::Parameter;
 use firebreak_containment::plan::Candidate;
-use firebreak_containment::surface::{
-    ControlPlane, Observation, Op, Outcome, PlanInput, Step, SurfaceError, Verification,
-};
+use firebreak_containment::surface::{Op, Outcome, PlanInput, Step, Verification};
 use tokio_postgres::{Client, NoTls, Transaction};
 
 use crate::config::{ddl, quote_ident, ChunkTable, PostgresContextConfig, ALL_AGENTS, SCHEMA};
@@ -585,29 +580,4 @@ async fn index_permitted(
     Ok(row.get(0))
 }
 
-#[async_trait]
-impl ControlPlane for PgVector {
-    fn surface(&self) -> Surface {
-        Surface::Context
-    }
-
-    fn handles(&self, input: &PlanInput<'_>) -> bool {
-        input.alert.dimension == Dimension::Context
-            && self
-                .config
-                .roles
-                .contains_key(&input.alert.agent.key().to_string())
-    }
-
-    async fn observe(&self, input: &PlanInput<'_>) -> Result<Box<dyn Observation>, SurfaceError> {
-        Ok(Box::new(self.observe_state(input).await?))
-    }
-
-    async fn run(&self, action: &Candidate, op: Op) -> Result<Step, SurfaceError> {
-        Ok(self.dispatch(action, op).await?)
-    }
-
-    fn verify_deadline(&self) -> Duration {
-        self.config.verify_deadline
-    }
-}
+crate::shared::context_control_plane!(PgVector);

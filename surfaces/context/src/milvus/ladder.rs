@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::config::{ADMIN_ROLE, PUBLIC_ROLE};
 use super::grpc::COLLECTION;
 use super::PLANE;
+use crate::shared::spec_value;
 
 /// Privileges that let a holder retrieve chunks from a collection.
 const RETRIEVAL: &[&str] = &["Search", "Query", "All"];
@@ -247,11 +248,14 @@ impl Observation for MilvusState {
             enforcement: Enforcement::Durable,
             rejected: uncuttable.clone(),
             notes,
-            spec: to_value(&RevokeSpec {
-                collection: c.clone(),
-                revoked: BTreeMap::from([(role.clone(), held.clone())]),
-                kept,
-            })?,
+            spec: spec_value(
+                PLANE,
+                &RevokeSpec {
+                    collection: c.clone(),
+                    revoked: BTreeMap::from([(role.clone(), held.clone())]),
+                    kept,
+                },
+            )?,
         });
 
         let mut revoked = BTreeMap::from([(role.clone(), held)]);
@@ -286,11 +290,14 @@ impl Observation for MilvusState {
                 "roles not under context.milvus.roles keep their grants on collection {}",
                 c.collection
             )],
-            spec: to_value(&RevokeSpec {
-                collection: c.clone(),
-                revoked,
-                kept: kept_elsewhere,
-            })?,
+            spec: spec_value(
+                PLANE,
+                &RevokeSpec {
+                    collection: c.clone(),
+                    revoked,
+                    kept: kept_elsewhere,
+                },
+            )?,
         });
         Ok(out)
     }
@@ -307,30 +314,15 @@ fn list(privileges: &BTreeSet<String>) -> String {
     }
 }
 
-fn to_value(spec: &RevokeSpec) -> Result<serde_json::Value, SurfaceError> {
-    serde_json::to_value(spec).map_err(|e| SurfaceError::Invalid {
-        plane: PLANE,
-        detail: format!("cannot encode the action spec: {e}"),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use firebreak_containment::envelope::Envelope;
+    use crate::shared::testing;
 
-    const ENVELOPE: &str = r#"apiVersion: firebreak.dev/v1alpha1
-kind: Envelope
-metadata: {name: agent-a, namespace: rag}
-spec:
-  agent: {cluster: prod, namespace: rag, workload: Deployment/agent-a, serviceAccount: agent-a}
-  version: 1
-  status: converged
-  context:
-    observed:
-      - {index: kb, source: "wiki:handbook", closure: literal, count: 50, sessions: 9}
-      - {index: kb, source: "crm:accounts", closure: literal, count: 50, sessions: 9}
-"#;
+    const OBSERVED: &[&str] = &[
+        r#"{index: kb, source: "wiki:handbook", closure: literal, count: 50, sessions: 9}"#,
+        r#"{index: kb, source: "crm:accounts", closure: literal, count: 50, sessions: 9}"#,
+    ];
 
     fn grant(role: &str, object: &str, name: &str, privilege: &str) -> Grant {
         Grant {
@@ -380,25 +372,7 @@ spec:
     }
 
     fn plan(state: &MilvusState, index: &str, source: Option<&str>) -> Vec<Candidate> {
-        let envelope = Envelope::from_yaml(ENVELOPE).expect("envelope");
-        let mut parameter = serde_json::json!({"index": index});
-        if let Some(s) = source {
-            parameter["source"] = s.into();
-        }
-        let body = serde_json::json!({
-            "id": "a", "source": "t", "time": "2026-11-22T02:47:00Z",
-            "agent": {"cluster": "prod", "namespace": "rag", "workload": "Deployment/agent-a", "serviceAccount": "agent-a"},
-            "dimension": "context", "parameter": parameter,
-            "tier": "attack-attempt", "severity": "critical", "evidence": {}
-        });
-        let alert = firebreak_containment::alert::Alert::from_json(body.to_string().as_bytes())
-            .expect("alert");
-        let input = PlanInput {
-            incident: "inc-1",
-            alert: &alert,
-            envelope: &envelope,
-        };
-        state.candidates(&input).expect("candidates")
+        testing::plan(state, OBSERVED, index, source)
     }
 
     #[test]

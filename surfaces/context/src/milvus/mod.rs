@@ -10,15 +10,10 @@ mod grpc;
 mod ladder;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
-use async_trait::async_trait;
-use firebreak_containment::action::Surface;
-use firebreak_containment::alert::{Dimension, Parameter};
+use firebreak_containment::alert::Parameter;
 use firebreak_containment::plan::Candidate;
-use firebreak_containment::surface::{
-    ControlPlane, Observation, Op, PlanInput, Step, SurfaceError,
-};
+use firebreak_containment::surface::{Op, PlanInput, Step, SurfaceError};
 
 pub use config::{Credentials, MilvusCollection, MilvusContextConfig, PasswordSource};
 pub use ladder::{CollectionRef, Grant, MilvusState, RevokeSpec};
@@ -249,29 +244,4 @@ fn join(privileges: &BTreeSet<String>) -> String {
     privileges.iter().cloned().collect::<Vec<_>>().join(", ")
 }
 
-#[async_trait]
-impl ControlPlane for Milvus {
-    fn surface(&self) -> Surface {
-        Surface::Context
-    }
-
-    fn handles(&self, input: &PlanInput<'_>) -> bool {
-        input.alert.dimension == Dimension::Context
-            && self
-                .config
-                .roles
-                .contains_key(&input.alert.agent.key().to_string())
-    }
-
-    async fn observe(&self, input: &PlanInput<'_>) -> Result<Box<dyn Observation>, SurfaceError> {
-        Ok(Box::new(self.observe_state(input).await?))
-    }
-
-    async fn run(&self, action: &Candidate, op: Op) -> Result<Step, SurfaceError> {
-        Ok(self.dispatch(action, op).await?)
-    }
-
-    fn verify_deadline(&self) -> Duration {
-        self.config.verify_deadline
-    }
-}
+crate::shared::context_control_plane!(Milvus);
