@@ -205,18 +205,21 @@ impl Engine {
             if request != Request::DryRun {
                 // A resend of an alert already planned for carries nothing new: answered from
                 // memory, not journaled, so a retry storm costs no disk and no memory per copy.
-                if let Some((inc, p)) = incidents.repeat_of(&alert.id) {
+                let deduplicated = |incident: String, plan: Plan, status: PlanStatus| {
                     self.inner
                         .metrics
                         .alerts
                         .with_label_values(&["deduplicated"])
                         .inc();
-                    return Ok(Submitted {
-                        incident: inc.id.clone(),
+                    Submitted {
+                        incident,
                         deduplicated: true,
-                        status: p.status,
-                        plan: p.plan.clone(),
-                    });
+                        status,
+                        plan,
+                    }
+                };
+                if let Some((inc, p)) = incidents.repeat_of(&alert.id) {
+                    return Ok(deduplicated(inc.id.clone(), p.plan.clone(), p.status));
                 }
                 let duplicate_of = incidents
                     .incident_for_alert(&alert.id)
@@ -236,17 +239,7 @@ impl Engine {
                         },
                     )
                     .await?;
-                    self.inner
-                        .metrics
-                        .alerts
-                        .with_label_values(&["deduplicated"])
-                        .inc();
-                    return Ok(Submitted {
-                        incident,
-                        deduplicated: true,
-                        status,
-                        plan,
-                    });
+                    return Ok(deduplicated(incident, plan, status));
                 }
             }
             let (incident, index) = match incidents

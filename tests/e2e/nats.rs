@@ -181,13 +181,7 @@ async fn wait_drained(js: &jetstream::Context) -> Result<jetstream::consumer::In
 }
 
 async fn metric(d: &Daemon, source: &str, outcome: &str) -> Result<u64> {
-    let text = reqwest::Client::new()
-        .get(format!("{}/metrics", d.base))
-        .bearer_auth(&d.token)
-        .send()
-        .await?
-        .text()
-        .await?;
+    let text = d.metrics().await?;
     let needle =
         format!("firebreak_source_alerts_total{{outcome=\"{outcome}\",source=\"{source}\"}} ");
     Ok(text

@@ -132,13 +132,7 @@ async fn alert_limit_reached_is_a_signal_not_an_incident() -> Result<()> {
     assert_eq!(only(&answer)["outcome"], "signal");
     let (_, list) = d.get("/v1/incidents").await?;
     assert_eq!(list["incidents"], json!([]));
-    let metrics = reqwest::Client::new()
-        .get(format!("{}/metrics", d.base))
-        .bearer_auth(&d.token)
-        .send()
-        .await?
-        .text()
-        .await?;
+    let metrics = d.metrics().await?;
     assert!(
         metrics.contains(r#"firebreak_source_alerts_total{outcome="signal",source="kubescape"} 1"#),
         "{metrics}"

@@ -198,6 +198,17 @@ impl Daemon {
         }
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> Result<String> {
+        Ok(reqwest::Client::new()
+            .get(format!("{}/metrics", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await?
+            .text()
+            .await?)
+    }
+
     pub async fn healthy(&self) -> bool {
         reqwest::get(format!("{}/healthz", self.base))
             .await
