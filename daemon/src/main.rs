@@ -141,6 +141,25 @@ enum EnvelopeCommand {
         #[arg(long, default_value_t = 1)]
         version: u64,
     },
+    /// Replace an envelope's process and network dimensions with what Kubescape learned for the
+    /// workload, fetched from the cluster (kubeconfig or in-cluster); prints the new envelope
+    /// YAML (import it with `envelope import`).
+    Kubescape {
+        /// The envelope to update.
+        envelope: PathBuf,
+        /// The namespace of the profiles.
+        #[arg(long)]
+        namespace: String,
+        /// The workload Kubescape learned (label kubescape.io/workload-name).
+        #[arg(long, required_unless_present = "profile")]
+        workload: Option<String>,
+        /// Profiles by name instead (e.g. a user-defined ContainerProfile); repeatable.
+        #[arg(long)]
+        profile: Vec<String>,
+        /// The container, when the workload has several.
+        #[arg(long)]
+        container: Option<String>,
+    },
     /// Print the Envelope CustomResourceDefinition (envelopes.firebreak.dev), generated from the types.
     Crd,
 }
@@ -453,6 +472,38 @@ async fn envelope(
                     .map(|y| format!("---\n{y}"))
                     .collect()
             });
+            Ok(ExitCode::SUCCESS)
+        }
+        EnvelopeCommand::Kubescape {
+            envelope,
+            namespace,
+            workload,
+            profile,
+            container,
+        } => {
+            use firebreak_envelopes::{fetch, kubescape};
+            let text = std::fs::read_to_string(&envelope)
+                .with_context(|| format!("cannot read {}", envelope.display()))?;
+            let mut current = Envelope::from_yaml(&text)
+                .map_err(|e| BadInput(format!("{}: {e}", envelope.display())))?;
+            let selector = match workload {
+                Some(w) => fetch::ProfileSelector::Workload(w),
+                None => fetch::ProfileSelector::Names(profile),
+            };
+            let client = kube::Client::try_default()
+                .await
+                .context("no Kubernetes client: set KUBECONFIG or run in a cluster")?;
+            let profiles = fetch::fetch_profiles(client, &namespace, &selector).await?;
+            let dimensions = kubescape::envelope_dimensions(
+                &profiles,
+                container.as_deref(),
+                &current.spec.confidence,
+            )
+            .map_err(|e| BadInput(e.to_string()))?;
+            let report = serde_json::to_value(&dimensions.report)?;
+            dimensions.apply(&mut current.spec);
+            let json = serde_json::json!({"envelope": current, "report": report});
+            print(out, &json, || serde_yaml::to_string(&current).unwrap_or_default());
             Ok(ExitCode::SUCCESS)
         }
         EnvelopeCommand::Crd => {

@@ -4,7 +4,8 @@
 //! shapes and rejects what the real one rejects:
 //!
 //! * objects are stored generically by group / version / resource / namespace / name
-//!   ([`ObjectKey`]); each [`ResourceType`] says its kind, scope and validation, so other types
+//!   ([`ObjectKey`]); each [`ResourceType`] says its kind, scope, validation and whether a LIST
+//!   answers metadata only (as Kubescape's aggregated API does), so other types
 //!   (e.g. Kubescape's ApplicationProfile) are one [`KubeApi::register`] away;
 //! * `GET` one or a collection (namespaced, or across namespaces), `POST` (create; 409
 //!   `AlreadyExists`), `PATCH` with `application/json-patch+json` only (a failing `test` op or
@@ -83,6 +84,9 @@ pub struct ResourceType {
     pub kind: &'static str,
     pub namespaced: bool,
     pub validate: Option<Validate>,
+    /// LIST items carry `metadata` only, as Kubescape's aggregated storage API answers; GET one
+    /// for the rest.
+    pub list_metadata_only: bool,
 }
 
 impl ResourceType {
@@ -113,6 +117,7 @@ pub fn rbac_types() -> Vec<ResourceType> {
             kind: "ServiceAccount",
             namespaced: true,
             validate: None,
+            list_metadata_only: false,
         },
         ResourceType {
             group: RBAC_GROUP,
@@ -121,6 +126,7 @@ pub fn rbac_types() -> Vec<ResourceType> {
             kind: "Role",
             namespaced: true,
             validate: Some(validate_role),
+            list_metadata_only: false,
         },
         ResourceType {
             group: RBAC_GROUP,
@@ -129,6 +135,7 @@ pub fn rbac_types() -> Vec<ResourceType> {
             kind: "ClusterRole",
             namespaced: false,
             validate: Some(validate_role),
+            list_metadata_only: false,
         },
         ResourceType {
             group: RBAC_GROUP,
@@ -137,6 +144,7 @@ pub fn rbac_types() -> Vec<ResourceType> {
             kind: "RoleBinding",
             namespaced: true,
             validate: Some(validate_role_binding),
+            list_metadata_only: false,
         },
         ResourceType {
             group: RBAC_GROUP,
@@ -145,6 +153,7 @@ pub fn rbac_types() -> Vec<ResourceType> {
             kind: "ClusterRoleBinding",
             namespaced: false,
             validate: Some(validate_cluster_role_binding),
+            list_metadata_only: false,
         },
     ]
 }
@@ -564,6 +573,9 @@ fn list(store: &mut Store, target: &Target) -> Response {
                 && (target.namespace.is_none() || k.namespace == target.namespace)
         })
         .map(|(_, v)| {
+            if target.ty.list_metadata_only {
+                return json!({"metadata": v["metadata"]});
+            }
             let mut v = v.clone();
             if let Some(o) = v.as_object_mut() {
                 o.remove("apiVersion");
@@ -868,6 +880,7 @@ fn review(store: &mut Store, body: &[u8]) -> Response {
         kind: "SubjectAccessReview",
         namespaced: false,
         validate: None,
+        list_metadata_only: false,
     };
     if user.is_empty() && groups.is_empty() {
         return invalid(
