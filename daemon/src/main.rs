@@ -503,7 +503,9 @@ async fn envelope(
             let report = serde_json::to_value(&dimensions.report)?;
             dimensions.apply(&mut current.spec);
             let json = serde_json::json!({"envelope": current, "report": report});
-            print(out, &json, || serde_yaml::to_string(&current).unwrap_or_default());
+            print(out, &json, || {
+                serde_yaml::to_string(&current).unwrap_or_default()
+            });
             Ok(ExitCode::SUCCESS)
         }
         EnvelopeCommand::Crd => {
