@@ -172,14 +172,19 @@ for i = 0, {distinct} - 1 do
   local agent = i % {agents}
   bodies[i + 1] = string.format('{{"id":"storm-%d","source":"storm","time":"2026-12-01T02:47:00Z","agent":{{"cluster":"prod","namespace":"ns%d","workload":"Deployment/agent-%d","serviceAccount":"agent-%d"}},"dimension":"network","parameter":{{"destination":"exfil-%d.example.net"}},"tier":"anomaly","severity":"high","evidence":{{}}}}', i, agent, agent, agent, i)
 end
-local n = 0
+local sent = 0
+local answered = 0
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer TOKEN"
 request = function()
-  n = n + 1
-  if n > {total} then wrk.thread:stop() end
-  return wrk.format(nil, nil, nil, bodies[(n % {distinct}) + 1])
+  sent = sent + 1
+  return wrk.format(nil, nil, nil, bodies[(sent % {distinct}) + 1])
+end
+-- wrk stops a thread only from response(): count answers there.
+response = function(status, headers, body)
+  answered = answered + 1
+  if answered >= {total} then wrk.thread:stop() end
 end
 "#,
         distinct = DISTINCT,

@@ -182,8 +182,23 @@ fn sweep_stale() {
     }
 }
 
+/// Connects, waiting out "the database system is starting up": postgres creates its socket
+/// before it accepts sessions, and on a loaded machine the gap is seconds.
 pub async fn connect(dsn: &str) -> Result<Client> {
-    let (client, conn) = tokio_postgres::connect(dsn, NoTls).await?;
-    tokio::spawn(conn);
-    Ok(client)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match tokio_postgres::connect(dsn, NoTls).await {
+            Ok((client, conn)) => {
+                tokio::spawn(conn);
+                return Ok(client);
+            }
+            Err(e)
+                if e.code() == Some(&tokio_postgres::error::SqlState::CANNOT_CONNECT_NOW)
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
