@@ -1,4 +1,4 @@
-//! The daemon's parts, as a library so that the `firebreak` binary, its benches and the fuzz
+//! The daemon's parts, as a library so that the `firebreak` binary and the fuzz
 //! targets (`fuzz/`) share them: config, engine assembly, HTTP API, alert sources, rendering.
 
 pub mod app;
