@@ -170,43 +170,46 @@ impl EgressPlane {
         let what = blocked_text(blocked);
         let n = spec.cgroups.len();
         match op {
-            Op::Apply => {
-                // Every cgroup is checked before the first write: a plan for processes that
-                // are gone or were replaced is refused whole.
-                for cgroup in &spec.cgroups {
-                    cgroups::check(&self.root, cgroup)?;
+            Op::Apply | Op::Revert => {
+                let apply = op == Op::Apply;
+                if apply {
+                    // Every cgroup is checked before the first write: a plan for processes that
+                    // are gone or were replaced is refused whole.
+                    for cgroup in &spec.cgroups {
+                        cgroups::check(&self.root, cgroup)?;
+                    }
                 }
                 let mut kernel = self.kernel();
                 let mut changed = false;
                 for cgroup in &spec.cgroups {
                     let key = DenyKey::new(cgroup.id, blocked);
-                    changed |= kernel.hold(&self.root, cgroup, key, incident)?;
+                    changed |= if apply {
+                        kernel.hold(&self.root, cgroup, key, incident)?
+                    } else {
+                        kernel.release(cgroup.id, key, incident)?
+                    };
                 }
-                let detail = format!(
-                    "egress to {what} denied for {} in {n} cgroup(s)",
-                    spec.agent
-                );
+                let (detail, already) = if apply {
+                    (
+                        format!(
+                            "egress to {what} denied for {} in {n} cgroup(s)",
+                            spec.agent
+                        ),
+                        "already in force",
+                    )
+                } else {
+                    (
+                        format!(
+                            "egress to {what} restored for {} in {n} cgroup(s) (entries other incidents hold stay)",
+                            spec.agent
+                        ),
+                        "already reverted",
+                    )
+                };
                 Ok(if changed {
                     Step::changed(detail)
                 } else {
-                    Step::unchanged(format!("{detail} (already in force)"))
-                })
-            }
-            Op::Revert => {
-                let mut kernel = self.kernel();
-                let mut changed = false;
-                for cgroup in &spec.cgroups {
-                    let key = DenyKey::new(cgroup.id, blocked);
-                    changed |= kernel.release(cgroup.id, key, incident)?;
-                }
-                let detail = format!(
-                    "egress to {what} restored for {} in {n} cgroup(s) (entries other incidents hold stay)",
-                    spec.agent
-                );
-                Ok(if changed {
-                    Step::changed(detail)
-                } else {
-                    Step::unchanged(format!("{detail} (already reverted)"))
+                    Step::unchanged(format!("{detail} ({already})"))
                 })
             }
             Op::Verify => self.verify(&spec, blocked, incident),
