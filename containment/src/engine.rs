@@ -221,14 +221,14 @@ impl Engine {
                 if let Some((inc, p)) = incidents.repeat_of(&alert.id) {
                     return Ok(deduplicated(inc.id.clone(), p.plan.clone(), p.status));
                 }
-                let duplicate_of = incidents
-                    .incident_for_alert(&alert.id)
-                    .or_else(|| incidents.open_for(&alert.agent, alert.dimension))
-                    .and_then(|inc| {
-                        inc.live_plan_for(&alert.parameter)
-                            .or_else(|| inc.plans.iter().find(|p| p.plan.alert == alert.id))
-                            .map(|p| (inc.id.clone(), p.plan.clone(), p.status))
-                    });
+                // A distinct alert for what a live plan already covers.
+                let duplicate_of =
+                    incidents
+                        .open_for(&alert.agent, alert.dimension)
+                        .and_then(|inc| {
+                            inc.live_plan_for(&alert.parameter)
+                                .map(|p| (inc.id.clone(), p.plan.clone(), p.status))
+                        });
                 if let Some((incident, plan, status)) = duplicate_of {
                     self.record(
                         &mut incidents,

@@ -260,15 +260,9 @@ impl Incidents {
         self.by_id.values()
     }
 
-    pub fn incident_for_alert(&self, alert_id: &str) -> Option<&Incident> {
-        self.seen_alerts
-            .get(alert_id)
-            .and_then(|i| self.by_id.get(i))
-    }
-
     /// The incident and plan an alert id was already planned in: a resend of the same alert.
     pub fn repeat_of(&self, alert_id: &str) -> Option<(&Incident, &PlanState)> {
-        let incident = self.incident_for_alert(alert_id)?;
+        let incident = self.by_id.get(self.seen_alerts.get(alert_id)?)?;
         let plan = incident.plans.iter().find(|p| p.plan.alert == alert_id)?;
         Some((incident, plan))
     }
