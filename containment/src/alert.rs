@@ -218,12 +218,8 @@ impl Parameter {
     fn check_values(&self) -> Result<(), InputError> {
         let fields: Vec<(&str, &str)> = match self {
             Parameter::Identity { action, resource } => {
-                if !action.contains(':') {
-                    return Err(InputError::new(
-                        "parameter.action",
-                        format!("expected service:Action such as s3:PutObject, got {action:?}"),
-                    ));
-                }
+                crate::envelope::IdentityUse::check_action(action)
+                    .map_err(|reason| InputError::new("parameter.action", reason))?;
                 vec![("action", action), ("resource", resource)]
             }
             Parameter::Tools { server, tool } => vec![("server", server), ("tool", tool)],

@@ -77,9 +77,41 @@ impl<T> Observed<T> {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct IdentityUse {
-    /// `service:Action`, e.g. `s3:GetObject`.
+    /// A cloud permission in its cloud's notation: `service:Action` (AWS `s3:GetObject`,
+    /// Kubernetes `k8s:get`), `service.resource.verb` (GCP `storage.objects.get`) or
+    /// `Provider.Namespace/type/action` (Azure `Microsoft.Storage/storageAccounts/read`).
     pub action: String,
     pub resource: String,
+}
+
+impl IdentityUse {
+    /// Whether `action` is written in one of the notations above (which plane handles it is
+    /// the planes' business; this only refuses what no cloud would name a permission).
+    pub fn check_action(action: &str) -> Result<(), String> {
+        let word = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '*'))
+        };
+        let aws = action.split_once(':').is_some_and(|(service, name)| {
+            word(service) && !name.is_empty() && !name.contains(char::is_whitespace)
+        });
+        let gcp =
+            !action.contains('/') && action.split('.').count() >= 3 && action.split('.').all(word);
+        let azure = action.split_once('/').is_some_and(|(provider, rest)| {
+            provider.split('.').count() >= 2
+                && provider.split('.').all(word)
+                && !rest.is_empty()
+                && !action.contains(char::is_whitespace)
+        });
+        if aws || gcp || azure {
+            Ok(())
+        } else {
+            Err(format!(
+                "{action:?} is not a cloud permission: expected service:Action (AWS s3:PutObject, Kubernetes k8s:get), service.resource.verb (GCP storage.objects.get) or Provider.Namespace/type/action (Azure Microsoft.Storage/storageAccounts/read)"
+            ))
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -237,12 +269,9 @@ impl Envelope {
             .validate()
             .map_err(|e| e.within("spec.agent"))?;
         for (i, entry) in envelope.spec.identity.observed.iter().enumerate() {
-            if !entry.value.action.contains(':') {
-                return Err(InputError::new(
-                    format!("spec.identity.observed[{i}].action"),
-                    format!("expected service:Action, got {:?}", entry.value.action),
-                ));
-            }
+            IdentityUse::check_action(&entry.value.action).map_err(|reason| {
+                InputError::new(format!("spec.identity.observed[{i}].action"), reason)
+            })?;
         }
         Ok(envelope)
     }
@@ -381,6 +410,36 @@ mod tests {
             "tail entries must be below the threshold"
         );
         assert!(!split.tail.is_empty(), "the example shows a tail entry");
+    }
+
+    #[test]
+    fn permissions_of_every_cloud_are_accepted_and_prose_is_not() {
+        for action in [
+            "s3:PutObject",
+            "iam:*",
+            "k8s:get",
+            "storage.objects.get",
+            "resourcemanager.projects.setIamPolicy",
+            "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",
+            "Microsoft.Authorization/*/read",
+        ] {
+            assert_eq!(IdentityUse::check_action(action), Ok(()), "{action}");
+        }
+        for action in [
+            "",
+            "PutObject",
+            "s3 PutObject",
+            "storage.objects",
+            ":x",
+            "Microsoft/x",
+            "a b.c.d",
+        ] {
+            let reason = IdentityUse::check_action(action).expect_err(action);
+            assert!(reason.contains("GCP storage.objects.get"), "{reason}");
+        }
+        let bad = EXAMPLE.replacen("action: s3:", "action: s3 ", 1);
+        let err = Envelope::from_yaml(&bad).expect_err("prose is no permission");
+        assert_eq!(err.field, "spec.identity.observed[0].action");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use firebreak_aws::{AwsConfig, AwsIam};
+use firebreak_azure::AzureRbac;
 use firebreak_containment::engine::{Engine, EngineConfig, Fault, Parts};
 use firebreak_containment::journal::Journal;
 use firebreak_containment::metrics::Metrics;
@@ -15,6 +16,7 @@ use firebreak_containment::EnvelopeStore;
 use firebreak_context::{Milvus, PgVector};
 use firebreak_delegation::{DelegationPlane, Feed, FeedAuth, Mirrored};
 use firebreak_ebpf::EgressPlane;
+use firebreak_gcp::GcpIam;
 use firebreak_k8s::K8sRbac;
 use firebreak_tools::{GatewayConfig, Policy, ToolsPlane};
 
@@ -89,13 +91,27 @@ pub async fn engine(config: &Config, paths: &Paths, install: bool) -> anyhow::Re
     };
     let feed_handle = feed.as_ref().map(|(f, _)| f);
     if config.aws.enabled {
+        let aws = AwsIam::new(&AwsConfig {
+            region: config.aws.region.clone(),
+            endpoint: config.aws.endpoint.clone(),
+            verify_deadline: config.aws.verify_deadline,
+        })
+        .await;
+        planes.push(Arc::new(match &config.aws.eks {
+            Some(eks) => aws.with_eks(eks),
+            None => aws,
+        }));
+    }
+    if let Some(gcp) = &config.gcp {
+        planes.push(Arc::new(GcpIam::new(gcp.clone()).await.context(
+            "cannot set up the GCP IAM plane (gcp:); it uses Application Default Credentials",
+        )?));
+    }
+    if let Some(azure) = &config.azure {
         planes.push(Arc::new(
-            AwsIam::new(&AwsConfig {
-                region: config.aws.region.clone(),
-                endpoint: config.aws.endpoint.clone(),
-                verify_deadline: config.aws.verify_deadline,
-            })
-            .await,
+            AzureRbac::new(azure.clone())
+                .await
+                .context("cannot set up the Azure RBAC plane (azure:)")?,
         ));
     }
     if let Some(pg) = &config.context.postgres {

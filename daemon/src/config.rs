@@ -35,6 +35,12 @@ pub struct Config {
     /// Kubernetes RBAC (identity actions `k8s:<verb>`): absent = off.
     #[serde(default)]
     pub k8s: Option<firebreak_k8s::K8sConfig>,
+    /// GCP IAM (permissions such as `storage.objects.get`): absent = off.
+    #[serde(default)]
+    pub gcp: Option<firebreak_gcp::GcpConfig>,
+    /// Azure RBAC (operations such as `Microsoft.Storage/.../read`): absent = off.
+    #[serde(default)]
+    pub azure: Option<firebreak_azure::AzureConfig>,
     /// The eBPF egress enforcement point: set when the daemon runs as a node agent (root).
     #[serde(default)]
     pub network: Option<firebreak_ebpf::EgressConfig>,
@@ -88,6 +94,9 @@ pub struct AwsSection {
     pub endpoint: Option<String>,
     #[serde(deserialize_with = "duration")]
     pub verify_deadline: Duration,
+    /// EKS Pod Identity (`aws.eks.cluster`, optional `aws.eks.endpoint`): absent = IRSA only.
+    #[serde(default)]
+    pub eks: Option<firebreak_aws::EksConfig>,
 }
 
 pub(crate) fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

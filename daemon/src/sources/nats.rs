@@ -164,13 +164,6 @@ impl NatsSource {
                 detail: e.to_string(),
             })?;
         let jetstream = jetstream::new(client);
-        let jetstream_error = |doing: &str| {
-            let doing = doing.to_string();
-            move |e: &dyn std::fmt::Display| NatsError::JetStream {
-                doing: doing.clone(),
-                detail: e.to_string(),
-            }
-        };
         let stream = jetstream
             .get_or_create_stream(jetstream::stream::Config {
                 name: config.stream.clone(),
@@ -178,7 +171,7 @@ impl NatsSource {
                 ..Default::default()
             })
             .await
-            .map_err(|e| jetstream_error(&format!("stream {}", config.stream))(&e))?;
+            .map_err(|e| refused(format!("stream {}", config.stream), e))?;
         let consumer = stream
             .get_or_create_consumer(
                 &config.durable,
@@ -190,11 +183,11 @@ impl NatsSource {
                 },
             )
             .await
-            .map_err(|e| jetstream_error(&format!("consumer {}", config.durable))(&e))?;
+            .map_err(|e| refused(format!("consumer {}", config.durable), e))?;
         let mut messages = consumer
             .messages()
             .await
-            .map_err(|e| jetstream_error("a pull subscription")(&e))?;
+            .map_err(|e| refused("a pull subscription".into(), e))?;
         tracing::info!(url = %config.url, stream = %config.stream, durable = %config.durable, "consuming alerts from NATS JetStream");
         while let Some(message) = messages.next().await {
             match message {
@@ -252,6 +245,13 @@ impl NatsSource {
                 acknowledge(&message, AckKind::Nak(Some(Duration::from_secs(1)))).await
             }
         }
+    }
+}
+
+fn refused(doing: String, e: impl std::fmt::Display) -> NatsError {
+    NatsError::JetStream {
+        doing,
+        detail: e.to_string(),
     }
 }
 

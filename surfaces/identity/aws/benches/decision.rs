@@ -170,6 +170,7 @@ fn role(r: usize) -> RoleState {
             document,
             raw,
         },
+        pod_identity: None,
     }
 }
 

@@ -1,10 +1,13 @@
-//! The AWS IAM control plane over `aws-sdk-iam`: reads the role, applies and reverts the ladder's
-//! actions idempotently, and verifies by reading back and comparing parsed JSON.
+//! The AWS IAM control plane over `aws-sdk-iam` (and `aws-sdk-eks` for Pod Identity): reads the
+//! role, applies and reverts the ladder's actions idempotently, and verifies by reading back and
+//! comparing parsed JSON.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use aws_config::SdkConfig;
 use aws_sdk_iam::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_iam::primitives::{DateTime, DateTimeFormat};
 use aws_sdk_iam::Client;
 use firebreak_containment::action::Surface;
 use firebreak_containment::alert::{Dimension, Parameter};
@@ -12,15 +15,21 @@ use firebreak_containment::plan::Candidate;
 use firebreak_containment::surface::{
     ControlPlane, Observation, Op, PlanInput, Step, SurfaceError,
 };
+use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::ladder::{merge_statements, ActionSpec, BreachSpec};
-use crate::policy::{evaluate, Permit, PolicyDocument, Request, Statement};
-use crate::role::{decode_document, role_name_from_arn, ObservedPolicy, RoleState};
+use crate::ladder::{
+    merge_statements, revocation_statement, ActionSpec, BreachSpec, SessionScope, REVOCATION_SID,
+};
+use crate::policy::{CompiledPolicies, Permit, PolicyDocument, Request, Statement};
+use crate::role::{
+    decode_document, role_name_from_arn, Association, ObservedPolicy, PodIdentity, RoleState,
+};
 use crate::PLANE;
 
-/// Where and how to reach IAM. The endpoint and credentials otherwise come from the standard AWS
-/// chain (`AWS_ENDPOINT_URL`, `AWS_PROFILE`, IRSA, instance roles, …).
+/// Where and how to reach IAM. `endpoint` overrides IAM's endpoint only; credentials and other
+/// endpoints come from the standard AWS chain (`AWS_ENDPOINT_URL`, `AWS_PROFILE`, IRSA, instance
+/// roles, …).
 #[derive(Debug, Clone)]
 pub struct AwsConfig {
     pub region: String,
@@ -38,23 +47,67 @@ impl Default for AwsConfig {
     }
 }
 
+/// The EKS cluster whose Pod Identity associations link ServiceAccounts to roles (config
+/// `aws.eks`: `cluster`, optional `endpoint`). Credentials and region are IAM's.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EksConfig {
+    /// The EKS cluster name (not its ARN).
+    pub cluster: String,
+    /// Overrides the EKS endpoint (tests, VPC endpoints).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+}
+
+struct Eks {
+    client: aws_sdk_eks::Client,
+    cluster: String,
+}
+
 pub struct AwsIam {
     client: Client,
+    sdk: SdkConfig,
+    eks: Option<Eks>,
     verify_deadline: Duration,
 }
 
 impl AwsIam {
+    /// Credentials and region from the standard AWS chain.
     pub async fn new(config: &AwsConfig) -> AwsIam {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(config.region.clone()));
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(config.region.clone()))
+            .load()
+            .await;
+        AwsIam::from_sdk_config(&sdk, config)
+    }
+
+    /// With an SDK config the caller built (its credentials and region); `config.endpoint`
+    /// still overrides IAM's endpoint.
+    pub fn from_sdk_config(sdk: &SdkConfig, config: &AwsConfig) -> AwsIam {
+        let mut iam = aws_sdk_iam::config::Builder::from(sdk);
         if let Some(endpoint) = &config.endpoint {
-            loader = loader.endpoint_url(endpoint);
+            iam = iam.endpoint_url(endpoint);
         }
-        let sdk = loader.load().await;
         AwsIam {
-            client: Client::new(&sdk),
+            client: Client::from_conf(iam.build()),
+            sdk: sdk.clone(),
+            eks: None,
             verify_deadline: config.verify_deadline,
         }
+    }
+
+    /// Sees the Pod Identity associations of one EKS cluster: resolves the agent's role from
+    /// them when the envelope names none, and offers `eks.delete_pod_identity_association`.
+    pub fn with_eks(mut self, config: &EksConfig) -> AwsIam {
+        let mut eks = aws_sdk_eks::config::Builder::from(&self.sdk);
+        if let Some(endpoint) = &config.endpoint {
+            eks = eks.endpoint_url(endpoint);
+        }
+        self.eks = Some(Eks {
+            client: aws_sdk_eks::Client::from_conf(eks.build()),
+            cluster: config.cluster.clone(),
+        });
+        self
     }
 
     /// Reads everything the ladder needs about one role. Read-only calls only.
@@ -176,6 +229,156 @@ impl AwsIam {
             inline,
             managed,
             trust,
+            pod_identity: None,
+        })
+    }
+
+    fn eks(&self) -> Result<&Eks, SurfaceError> {
+        self.eks.as_ref().ok_or_else(|| SurfaceError::Unsupported {
+            plane: PLANE,
+            detail: "no EKS cluster is configured (aws.eks.cluster): Pod Identity associations are out of reach".into(),
+        })
+    }
+
+    /// Ids of the associations of `cluster`, of one ServiceAccount when `of` is set.
+    async fn association_ids(
+        &self,
+        eks: &Eks,
+        cluster: &str,
+        of: Option<(&str, &str)>,
+    ) -> Result<Vec<String>, SurfaceError> {
+        let mut ids = Vec::new();
+        let mut next = None;
+        loop {
+            let page = eks
+                .client
+                .list_pod_identity_associations()
+                .cluster_name(cluster)
+                .set_namespace(of.map(|(ns, _)| ns.to_string()))
+                .set_service_account(of.map(|(_, sa)| sa.to_string()))
+                .set_next_token(next)
+                .send()
+                .await
+                .map_err(|e| eks_error(e, cluster))?;
+            ids.extend(
+                page.associations()
+                    .iter()
+                    .filter_map(|a| a.association_id().map(str::to_string)),
+            );
+            next = page.next_token().map(str::to_string);
+            if next.is_none() {
+                return Ok(ids);
+            }
+        }
+    }
+
+    /// `Ok(None)`: the association does not exist (any more).
+    async fn describe_association(
+        &self,
+        eks: &Eks,
+        cluster: &str,
+        id: &str,
+    ) -> Result<Option<Association>, SurfaceError> {
+        let out = match eks
+            .client
+            .describe_pod_identity_association()
+            .cluster_name(cluster)
+            .association_id(id)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(eks_error(e, cluster)),
+        };
+        let a = out.association().ok_or_else(|| {
+            refused(&format!(
+                "DescribePodIdentityAssociation {id} returned no association"
+            ))
+        })?;
+        let field = |v: Option<&str>, name: &str| {
+            v.map(str::to_string)
+                .ok_or_else(|| refused(&format!("Pod Identity association {id} has no {name}")))
+        };
+        Ok(Some(Association {
+            id: id.to_string(),
+            namespace: field(a.namespace(), "namespace")?,
+            service_account: field(a.service_account(), "serviceAccount")?,
+            role_arn: field(a.role_arn(), "roleArn")?,
+            tags: a
+                .tags()
+                .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
+            target_role_arn: a.target_role_arn().map(str::to_string),
+            disable_session_tags: a.disable_session_tags(),
+        }))
+    }
+
+    /// The associations of `cluster` (of one ServiceAccount when `of` is set), described.
+    async fn associations(
+        &self,
+        eks: &Eks,
+        cluster: &str,
+        of: Option<(&str, &str)>,
+    ) -> Result<Vec<Association>, SurfaceError> {
+        let mut out = Vec::new();
+        for id in self.association_ids(eks, cluster, of).await? {
+            // Deleted between list and describe: it is gone, which is what a list now says.
+            if let Some(a) = self.describe_association(eks, cluster, &id).await? {
+                out.push(a);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The agent's role from its Pod Identity association, for envelopes that name no role.
+    pub async fn resolve_role(
+        &self,
+        namespace: &str,
+        service_account: &str,
+    ) -> Result<String, SurfaceError> {
+        let eks = self.eks()?;
+        let mut found = self
+            .associations(eks, &eks.cluster, Some((namespace, service_account)))
+            .await?;
+        match (found.pop(), found.is_empty()) {
+            (Some(a), true) => Ok(a.role_arn),
+            (None, _) => Err(SurfaceError::Invalid {
+                plane: PLANE,
+                detail: format!(
+                    "the envelope names no IAM role and ServiceAccount {namespace}/{service_account} has no Pod Identity association in EKS cluster {}: add the role ARN to the envelope's identity.principals or check aws.eks.cluster",
+                    eks.cluster
+                ),
+            }),
+            (Some(_), false) => Err(SurfaceError::Invalid {
+                plane: PLANE,
+                detail: format!(
+                    "ServiceAccount {namespace}/{service_account} has {} Pod Identity associations in EKS cluster {}: name the role in the envelope's identity.principals",
+                    found.len() + 1,
+                    eks.cluster
+                ),
+            }),
+        }
+    }
+
+    /// Who reaches `role_arn` through the cluster's associations: the agent and the others.
+    async fn pod_identity(
+        &self,
+        eks: &Eks,
+        role_arn: &str,
+        namespace: &str,
+        service_account: &str,
+    ) -> Result<PodIdentity, SurfaceError> {
+        let (agent, sharing) = self
+            .associations(eks, &eks.cluster, None)
+            .await?
+            .into_iter()
+            .filter(|a| a.uses(role_arn))
+            .partition(|a| a.namespace == namespace && a.service_account == service_account);
+        Ok(PodIdentity {
+            cluster: eks.cluster.clone(),
+            agent,
+            sharing,
         })
     }
 
@@ -291,11 +494,19 @@ impl AwsIam {
                 policy_name,
                 statements,
                 breach,
+                scope,
                 ..
             } => {
                 let ours = statements_of(&statements)?;
-                self.merge_deny(op, &action.target, &role_name, &policy_name, &ours, &breach)
-                    .await
+                let deny = Deny {
+                    role_arn: &action.target,
+                    role: &role_name,
+                    policy: &policy_name,
+                    ours: &ours,
+                    breach: &breach,
+                    scope: scope.as_ref(),
+                };
+                self.merge_deny(op, &deny).await
             }
             ActionSpec::DetachPolicy {
                 role_name,
@@ -314,22 +525,34 @@ impl AwsIam {
                 statement,
                 ..
             } => self.trust_deny(op, &role_name, &statement).await,
-            ActionSpec::RevokeSessions { .. } => Err(SurfaceError::Unsupported {
-                plane: PLANE,
-                detail: "aws.revoke_sessions only runs after aws.trust_deny, which is not part of this plan".into(),
-            }),
+            ActionSpec::RevokeSessions {
+                role_name,
+                policy_name,
+                scope,
+            } => {
+                self.revoke_sessions(op, &role_name, &policy_name, scope.as_ref())
+                    .await
+            }
+            ActionSpec::DeletePodIdentityAssociation {
+                cluster,
+                association,
+                client_request_token,
+            } => {
+                self.delete_association(op, &cluster, &association, &client_request_token)
+                    .await
+            }
         }
     }
 
-    async fn merge_deny(
-        &self,
-        op: Op,
-        role_arn: &str,
-        role: &str,
-        policy: &str,
-        ours: &[Statement],
-        breach: &BreachSpec,
-    ) -> Result<Step, SurfaceError> {
+    async fn merge_deny(&self, op: Op, deny: &Deny<'_>) -> Result<Step, SurfaceError> {
+        let Deny {
+            role_arn,
+            role,
+            policy,
+            ours,
+            breach,
+            scope,
+        } = *deny;
         let present = match self.inline_document(role, policy).await? {
             Some(doc) => Some(parse(&doc, policy)?.statements),
             None => None,
@@ -355,7 +578,10 @@ impl AwsIam {
                     action: &breach.action,
                     resource: &breach.resource,
                 };
-                match evaluate(&state.policies(), &request).permit {
+                // A scoped deny is evaluated as the agent's sessions see it.
+                let ctx = scope.map(SessionScope::context).unwrap_or_default();
+                let compiled = CompiledPolicies::new(&state.policies());
+                match compiled.evaluate_in(&request, &ctx).permit {
                     Permit::NotAllowed => Step::ok(format!(
                         "{policy} read back; {} on {} evaluates as denied",
                         breach.action, breach.resource
@@ -508,6 +734,187 @@ impl AwsIam {
     }
 }
 
+impl AwsIam {
+    async fn revoke_sessions(
+        &self,
+        op: Op,
+        role: &str,
+        policy: &str,
+        scope: Option<&SessionScope>,
+    ) -> Result<Step, SurfaceError> {
+        let current = self.inline_document(role, policy).await?;
+        let revokes_before = match &current {
+            Some(doc) => revocation_cutoff(&parse(doc, policy)?, scope),
+            None => None,
+        };
+        Ok(match (op, revokes_before, current.is_some()) {
+            (Op::Apply, Some(cutoff), _) => Step::unchanged(format!(
+                "{policy} already revokes sessions issued before {cutoff}"
+            )),
+            (Op::Apply, None, _) => {
+                let cutoff = issue_time_cutoff()?;
+                let document = merge_statements(&[], &[revocation_statement(&cutoff, scope)]);
+                self.put_inline(role, policy, &document.to_value()).await?;
+                Step::changed(format!(
+                    "put {policy} on {role}: sessions issued before {cutoff} are denied everything"
+                ))
+            }
+            (Op::Verify, Some(cutoff), _) => Step::ok(format!(
+                "{policy} read back: sessions issued before {cutoff} are denied"
+            )),
+            (Op::Verify, None, _) => {
+                Step::failed(format!("{policy} does not hold the session revocation"))
+            }
+            (Op::Revert, _, false) => Step::unchanged(format!("{policy} was already gone")),
+            (Op::Revert, _, true) => {
+                if self.delete_inline(role, policy).await? {
+                    Step::changed(format!("deleted {policy}"))
+                } else {
+                    Step::unchanged(format!("{policy} was already gone"))
+                }
+            }
+            (Op::VerifyReverted, _, false) => Step::ok(format!("{policy} is gone")),
+            (Op::VerifyReverted, _, true) => Step::failed(format!("{policy} still exists")),
+        })
+    }
+
+    /// Ids of the agent's associations with the snapshot's role, as EKS lists them now.
+    async fn links(
+        &self,
+        eks: &Eks,
+        cluster: &str,
+        a: &Association,
+    ) -> Result<Vec<String>, SurfaceError> {
+        Ok(self
+            .associations(eks, cluster, Some((&a.namespace, &a.service_account)))
+            .await?
+            .into_iter()
+            .filter(|found| found.uses(&a.role_arn))
+            .map(|found| found.id)
+            .collect())
+    }
+
+    async fn delete_association(
+        &self,
+        op: Op,
+        cluster: &str,
+        a: &Association,
+        token: &str,
+    ) -> Result<Step, SurfaceError> {
+        let eks = self.eks()?;
+        let links = self.links(eks, cluster, a).await?;
+        let who = a.service_account();
+        Ok(match op {
+            Op::Apply if links.is_empty() => {
+                Step::unchanged(format!("{who} has no association with {}", a.role_arn))
+            }
+            Op::Apply if links.iter().any(|id| id != &a.id) => {
+                return Err(SurfaceError::Conflict {
+                    plane: PLANE,
+                    detail: format!(
+                        "{who} is linked to {} by association(s) {} that this plan did not see",
+                        a.role_arn,
+                        links.join(", ")
+                    ),
+                })
+            }
+            Op::Apply => match eks
+                .client
+                .delete_pod_identity_association()
+                .cluster_name(cluster)
+                .association_id(&a.id)
+                .send()
+                .await
+            {
+                Ok(_) => Step::changed(format!("deleted association {} of {who}", a.id)),
+                Err(e) if is_not_found(&e) => {
+                    Step::unchanged(format!("association {} was already gone", a.id))
+                }
+                Err(e) => return Err(eks_error(e, cluster)),
+            },
+            Op::Verify if links.is_empty() => Step::ok(format!(
+                "{who} has no association with {} in cluster {cluster}",
+                a.role_arn
+            )),
+            Op::Verify => Step::failed(format!("{who} is still associated: {}", links.join(", "))),
+            Op::Revert if !links.is_empty() => Step::unchanged(format!(
+                "{who} is associated with {} ({})",
+                a.role_arn,
+                links.join(", ")
+            )),
+            Op::Revert => {
+                // The token makes a retried create (lost response, crash) return the same
+                // association instead of a second one.
+                let created = eks
+                    .client
+                    .create_pod_identity_association()
+                    .cluster_name(cluster)
+                    .namespace(&a.namespace)
+                    .service_account(&a.service_account)
+                    .role_arn(&a.role_arn)
+                    .client_request_token(token)
+                    .set_tags((!a.tags.is_empty()).then(|| a.tags.clone().into_iter().collect()))
+                    .set_target_role_arn(a.target_role_arn.clone())
+                    .set_disable_session_tags(a.disable_session_tags)
+                    .send()
+                    .await
+                    .map_err(|e| eks_error(e, cluster))?;
+                let id = created
+                    .association()
+                    .and_then(|c| c.association_id())
+                    .unwrap_or("?");
+                Step::changed(format!("created association {id} of {who} again"))
+            }
+            Op::VerifyReverted if links.is_empty() => {
+                Step::failed(format!("{who} has no association with {}", a.role_arn))
+            }
+            Op::VerifyReverted => Step::ok(format!(
+                "{who} is associated with {} again ({})",
+                a.role_arn,
+                links.join(", ")
+            )),
+        })
+    }
+}
+
+/// What `merge_deny` needs from the journaled spec.
+#[derive(Clone, Copy)]
+struct Deny<'a> {
+    role_arn: &'a str,
+    role: &'a str,
+    policy: &'a str,
+    ours: &'a [Statement],
+    breach: &'a BreachSpec,
+    scope: Option<&'a SessionScope>,
+}
+
+/// The issue-time cut-off of a revocation policy, if it is exactly Firebreak's revocation.
+fn revocation_cutoff(doc: &PolicyDocument, scope: Option<&SessionScope>) -> Option<String> {
+    doc.statements.iter().find_map(|s| {
+        let cutoff = s
+            .condition
+            .as_ref()?
+            .get("DateLessThan")?
+            .get("aws:TokenIssueTime")?
+            .as_str()?;
+        (s.sid.as_deref() == Some(REVOCATION_SID) && *s == revocation_statement(cutoff, scope))
+            .then(|| cutoff.to_string())
+    })
+}
+
+/// Now, rounded up to the next second (ISO 8601): every credential issued up to the moment of
+/// apply is older.
+fn issue_time_cutoff() -> Result<String, SurfaceError> {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|e| refused(&format!("the system clock is before 1970: {e}")))?;
+    let seconds = i64::try_from(since_epoch.as_secs())
+        .map_err(|e| refused(&format!("the system clock is out of range: {e}")))?;
+    DateTime::from_secs(seconds + 1)
+        .fmt(DateTimeFormat::DateTime)
+        .map_err(|e| refused(&format!("cannot format the revocation time: {e}")))
+}
+
 #[async_trait]
 impl ControlPlane for AwsIam {
     fn surface(&self) -> Surface {
@@ -515,18 +922,41 @@ impl ControlPlane for AwsIam {
     }
 
     fn handles(&self, input: &PlanInput<'_>) -> bool {
-        // `k8s:` actions are Kubernetes RBAC verbs, contained by the Kubernetes plane.
+        // AWS actions are `service:Action`; `k8s:` verbs belong to the Kubernetes plane and
+        // `gcp:`-prefixed permissions to the GCP plane (Azure operations have no colon).
+        let Parameter::Identity { action, .. } = &input.alert.parameter else {
+            return false;
+        };
+        let aws_action =
+            action.contains(':') && !action.starts_with("k8s:") && !action.starts_with("gcp:");
         input.alert.dimension == Dimension::Identity
-            && role_arn(input).is_some()
-            && !matches!(&input.alert.parameter, Parameter::Identity { action, .. } if action.starts_with("k8s:"))
+            && aws_action
+            && (role_arn(input).is_some() || self.eks.is_some())
     }
 
     async fn observe(&self, input: &PlanInput<'_>) -> Result<Box<dyn Observation>, SurfaceError> {
-        let arn = role_arn(input).ok_or_else(|| SurfaceError::Unsupported {
-            plane: PLANE,
-            detail: "the envelope names no IAM role principal".into(),
-        })?;
-        Ok(Box::new(self.observe_role(arn).await?))
+        let agent = &input.alert.agent;
+        let arn = match role_arn(input) {
+            Some(arn) => arn.to_string(),
+            None if self.eks.is_some() => {
+                self.resolve_role(&agent.namespace, &agent.service_account)
+                    .await?
+            }
+            None => {
+                return Err(SurfaceError::Unsupported {
+                    plane: PLANE,
+                    detail: "the envelope names no IAM role principal and no EKS cluster is configured (aws.eks.cluster) to resolve it from Pod Identity".into(),
+                })
+            }
+        };
+        let mut state = self.observe_role(&arn).await?;
+        if let Some(eks) = &self.eks {
+            state.pod_identity = Some(
+                self.pod_identity(eks, &state.arn, &agent.namespace, &agent.service_account)
+                    .await?,
+            );
+        }
+        Ok(Box::new(state))
     }
 
     async fn run(&self, action: &Candidate, op: Op) -> Result<Step, SurfaceError> {
@@ -590,6 +1020,28 @@ fn refused(detail: &str) -> SurfaceError {
 
 fn is_no_such_entity<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
     e.code() == Some("NoSuchEntity")
+}
+
+fn is_not_found<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    e.code() == Some("ResourceNotFoundException")
+}
+
+/// EKS errors; an unknown cluster is a configuration error, said as such.
+fn eks_error<E, R>(e: SdkError<E, R>, cluster: &str) -> SurfaceError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    if is_not_found(&e) && e.message().is_some_and(|m| m.contains("cluster")) {
+        return SurfaceError::Invalid {
+            plane: PLANE,
+            detail: format!(
+                "EKS cluster {cluster:?} does not exist ({}): check aws.eks.cluster",
+                e.message().unwrap_or_default()
+            ),
+        };
+    }
+    sdk_error(e)
 }
 
 fn sdk_error<E, R>(e: SdkError<E, R>) -> SurfaceError

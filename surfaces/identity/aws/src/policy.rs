@@ -6,7 +6,9 @@
 //! that are themselves patterns, which the simulator does not answer anyway.
 //!
 //! Deliberate limits, all surfaced rather than guessed:
-//! * Conditions are not evaluated. A statement with a non-empty `Condition`, or
+//! * Conditions are evaluated only where the request [`Context`] knows every
+//!   key and the operator is `StringEquals` (what Firebreak's own session-tag
+//!   scoped denies use). Any other statement with a non-empty `Condition`, or
 //!   with a policy variable (`${aws:username}`) in `Resource`/`NotResource`,
 //!   never counts as a definite match; when the outcome hinges on one, the
 //!   result is [`Permit::Indeterminate`].
@@ -17,6 +19,7 @@
 //!   coverage that needs several wildcards reasoned about jointly, and a
 //!   pattern is only treated as covered by a single list entry, not a union.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::ser::{SerializeMap, Serializer};
@@ -494,6 +497,56 @@ pub struct Request<'a> {
     pub resource: &'a str,
 }
 
+/// Condition-key values known about the requests being evaluated, e.g. the session tags of one
+/// Pod Identity ServiceAccount. A key not in the context is unknown: conditions on it stay
+/// unevaluated. Keys are case-insensitive, as IAM's are; values are compared exactly.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Context {
+    keys: BTreeMap<String, String>,
+}
+
+impl Context {
+    pub fn with(mut self, key: &str, value: &str) -> Context {
+        self.keys.insert(key.to_ascii_lowercase(), value.to_owned());
+        self
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.keys.get(&key.to_ascii_lowercase()).map(String::as_str)
+    }
+
+    /// `Some(outcome)` when every key of `condition` is known and every operator is evaluated
+    /// here; `None` otherwise. A single known-false clause decides `false` on its own, since all
+    /// operators and keys of a condition must hold.
+    fn decides(&self, condition: &Value) -> Option<bool> {
+        let Value::Object(ops) = condition else {
+            return None;
+        };
+        let mut outcome = Some(true);
+        for (op, block) in ops {
+            let Value::Object(keys) = block else {
+                return None;
+            };
+            for (key, expected) in keys {
+                let clause = match (op.as_str(), self.get(key)) {
+                    ("StringEquals", Some(actual)) => match expected {
+                        Value::String(e) => Some(e == actual),
+                        Value::Array(es) => Some(es.iter().any(|e| e.as_str() == Some(actual))),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                match clause {
+                    Some(false) => return Some(false),
+                    Some(true) => {}
+                    None => outcome = None,
+                }
+            }
+        }
+        outcome
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct NamedPolicy<'a> {
     pub name: &'a str,
@@ -642,6 +695,10 @@ struct CompiledStatement {
     /// Condition keys and policy variables we cannot evaluate; empty means the
     /// statement's match is definite.
     unevaluated: Vec<String>,
+    /// The non-empty `Condition`, which a request [`Context`] may decide.
+    condition: Option<Value>,
+    /// `Resource`/`NotResource` holds a policy variable: never definite.
+    variables: bool,
 }
 
 fn push_unique(v: &mut Vec<String>, s: &str) {
@@ -675,9 +732,11 @@ impl CompiledStatement {
                 _ => unevaluated.push("Condition".to_owned()),
             }
         }
+        let mut variables = false;
         if let Some(r) = &stmt.resource {
             for value in r.values() {
                 for var in variables_in(value) {
+                    variables = true;
                     push_unique(&mut unevaluated, &var);
                 }
             }
@@ -693,11 +752,27 @@ impl CompiledStatement {
             action: Compiled::new(&stmt.action, true, false),
             resource,
             unevaluated,
+            condition: stmt
+                .is_conditional()
+                .then(|| stmt.condition.clone())
+                .flatten(),
+            variables,
         }
     }
 
     fn definite(&self) -> bool {
         self.unevaluated.is_empty()
+    }
+
+    /// `None`: the statement cannot apply in `ctx` (its condition is known false). Otherwise
+    /// whether its match is definite there.
+    fn definite_in(&self, ctx: &Context) -> Option<bool> {
+        match self.condition.as_ref().map(|c| ctx.decides(c)) {
+            Some(Some(false)) => None,
+            Some(Some(true)) => Some(!self.variables),
+            Some(None) => Some(false),
+            None => Some(self.definite()),
+        }
     }
 
     /// Actions are short and usually decide: check them before the (long) resource ARN.
@@ -806,12 +881,21 @@ impl CompiledPolicies {
     }
 
     pub fn evaluate(&self, req: &Request) -> Evaluation {
-        evaluate_statements(self.statements.iter(), req)
+        self.evaluate_in(req, &Context::default())
+    }
+
+    /// Evaluates with what `ctx` knows about the principal (conditions on those keys decided).
+    pub fn evaluate_in(&self, req: &Request, ctx: &Context) -> Evaluation {
+        evaluate_statements(self.statements.iter(), req, ctx)
     }
 
     /// As if the policy named `policy` were detached or deleted.
-    pub fn evaluate_without(&self, policy: &str, req: &Request) -> Evaluation {
-        evaluate_statements(self.statements.iter().filter(|s| s.policy != policy), req)
+    pub fn evaluate_without(&self, policy: &str, req: &Request, ctx: &Context) -> Evaluation {
+        evaluate_statements(
+            self.statements.iter().filter(|s| s.policy != policy),
+            req,
+            ctx,
+        )
     }
 
     /// Whether any statement may apply to some instance of `req` (Effect ignored).
@@ -826,10 +910,13 @@ impl CompiledPolicies {
 fn evaluate_statements<'c>(
     statements: impl Iterator<Item = &'c CompiledStatement>,
     req: &Request,
+    ctx: &Context,
 ) -> Evaluation {
     let (action, resource) = request_tokens(req);
-    let applicable: Vec<&CompiledStatement> = statements
+    // Each applicable statement with whether its match is definite in `ctx`.
+    let applicable: Vec<(&CompiledStatement, bool)> = statements
         .filter(|s| s.may_overlap(&action, &resource))
+        .filter_map(|s| s.definite_in(ctx).map(|definite| (s, definite)))
         .collect();
 
     let mut eval = Evaluation {
@@ -838,22 +925,23 @@ fn evaluate_statements<'c>(
         denied_by: Vec::new(),
         unevaluated_conditions: Vec::new(),
     };
-    for s in &applicable {
-        if !s.definite() {
+    for (s, definite) in &applicable {
+        if !definite {
             push_unique(&mut eval.unevaluated_conditions, &s.describe_unevaluated());
         }
-        if s.effect == Effect::Allow && s.definite() {
+        if s.effect == Effect::Allow && *definite {
             push_unique(&mut eval.allowed_by, &s.policy);
         }
     }
 
-    let (allows, denies): (Vec<&CompiledStatement>, Vec<&CompiledStatement>) = applicable
+    type Applicable<'c> = Vec<(&'c CompiledStatement, bool)>;
+    let (allows, denies): (Applicable<'_>, Applicable<'_>) = applicable
         .iter()
         .copied()
-        .partition(|s| s.effect == Effect::Allow);
+        .partition(|(s, _)| s.effect == Effect::Allow);
 
     // Explicit deny of the whole request wins outright.
-    for d in denies.iter().filter(|d| d.definite()) {
+    for (d, _) in denies.iter().filter(|(_, definite)| *definite) {
         if d.may_cover_any(&[&action], &[&resource]) {
             push_unique(&mut eval.denied_by, &d.policy);
         }
@@ -865,13 +953,13 @@ fn evaluate_statements<'c>(
     // Otherwise look for an allowed piece that no Deny blocks.
     let mut allowed = false;
     let mut reasons: Vec<String> = Vec::new();
-    for a in &allows {
+    for (a, allow_definite) in &allows {
         for (acts, ress) in a.allowed_pieces(&action, &resource) {
             let mut blocked = false;
             let mut maybe_blocked_by: Vec<&CompiledStatement> = Vec::new();
-            for d in &denies {
+            for (d, deny_definite) in &denies {
                 if d.may_cover_any(&acts, &ress) {
-                    if d.definite() {
+                    if *deny_definite {
                         blocked = true;
                         push_unique(&mut eval.denied_by, &d.policy);
                     } else {
@@ -882,11 +970,11 @@ fn evaluate_statements<'c>(
             if blocked {
                 continue;
             }
-            if a.definite() && maybe_blocked_by.is_empty() {
+            if *allow_definite && maybe_blocked_by.is_empty() {
                 allowed = true;
                 continue;
             }
-            if !a.definite() {
+            if !allow_definite {
                 push_unique(&mut reasons, &format!("Allow {}", a.describe_unevaluated()));
             }
             for d in maybe_blocked_by {
@@ -1375,5 +1463,51 @@ mod tests {
             Err(e) => panic!("Deserialize: {e}"),
         };
         assert_eq!(via_serde, original);
+    }
+
+    #[test]
+    fn a_session_tag_scoped_deny_is_decided_by_the_context() {
+        let a = allow(r#""s3:*""#, r#""*""#);
+        let d = doc(
+            r#"{"Statement":[{"Sid":"Scoped","Effect":"Deny","Action":"s3:PutObject","Resource":"*",
+                "Condition":{"StringEquals":{"aws:PrincipalTag/kubernetes-namespace":"payments",
+                                             "aws:PrincipalTag/kubernetes-service-account":["agent","x"]}}}]}"#,
+        );
+        let compiled = CompiledPolicies::new(&[
+            NamedPolicy {
+                name: "a",
+                document: &a,
+            },
+            NamedPolicy {
+                name: "d",
+                document: &d,
+            },
+        ]);
+        let req = Request {
+            action: "s3:PutObject",
+            resource: "arn:aws:s3:::b/k",
+        };
+        let agent = Context::default()
+            .with("aws:PrincipalTag/kubernetes-namespace", "payments")
+            .with("AWS:PrincipalTag/Kubernetes-Service-Account", "agent");
+        let denied = compiled.evaluate_in(&req, &agent);
+        assert_eq!(denied.permit, Permit::NotAllowed);
+        assert_eq!(denied.denied_by, vec!["d".to_owned()]);
+
+        let other = Context::default()
+            .with("aws:PrincipalTag/kubernetes-namespace", "payments")
+            .with("aws:PrincipalTag/kubernetes-service-account", "billing");
+        let kept = compiled.evaluate_in(&req, &other);
+        assert_eq!(kept.permit, Permit::Allowed);
+        assert!(kept.unevaluated_conditions.is_empty(), "{kept:?}");
+
+        // One known-false key decides even when another key is unknown.
+        let half = Context::default().with("aws:PrincipalTag/kubernetes-namespace", "billing");
+        assert_eq!(compiled.evaluate_in(&req, &half).permit, Permit::Allowed);
+        // Unknown keys stay unevaluated.
+        assert!(matches!(
+            compiled.evaluate(&req).permit,
+            Permit::Indeterminate(ref m) if m.contains("d/Scoped")
+        ));
     }
 }

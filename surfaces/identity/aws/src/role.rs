@@ -1,8 +1,11 @@
 //! The observed state of one IAM role: what the blast radius is computed against.
 
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::policy::{NamedPolicy, PolicyDocument};
+use crate::policy::{Context, NamedPolicy, PolicyDocument};
 
 /// One policy as observed, with the text it came from (sizes count against IAM quotas).
 #[derive(Debug, Clone)]
@@ -22,6 +25,66 @@ pub struct RoleState {
     pub inline: Vec<ObservedPolicy>,
     pub managed: Vec<ObservedPolicy>,
     pub trust: ObservedPolicy,
+    /// The EKS Pod Identity associations around the role; `None` when no EKS cluster is
+    /// configured (Firebreak then cannot see them).
+    pub pod_identity: Option<PodIdentity>,
+}
+
+/// One EKS Pod Identity association, as described: everything needed to create it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Association {
+    pub id: String,
+    pub namespace: String,
+    pub service_account: String,
+    pub role_arn: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_role_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_session_tags: Option<bool>,
+}
+
+impl Association {
+    pub fn uses(&self, role_arn: &str) -> bool {
+        self.role_arn == role_arn || self.target_role_arn.as_deref() == Some(role_arn)
+    }
+
+    pub fn service_account(&self) -> String {
+        format!("{}/{}", self.namespace, self.service_account)
+    }
+
+    /// The session tags EKS puts on this association's credentials, as far as a policy can
+    /// rely on them (pod name and uid vary); empty when session tags are disabled.
+    pub fn session_context(&self) -> Context {
+        if self.disable_session_tags == Some(true) {
+            return Context::default();
+        }
+        session_context(&self.namespace, &self.service_account)
+    }
+}
+
+/// `aws:PrincipalTag/kubernetes-namespace` and `…/kubernetes-service-account` of one
+/// ServiceAccount's Pod Identity sessions.
+pub fn session_context(namespace: &str, service_account: &str) -> Context {
+    Context::default()
+        .with(PRINCIPAL_TAG_NAMESPACE, namespace)
+        .with(PRINCIPAL_TAG_SERVICE_ACCOUNT, service_account)
+}
+
+pub const PRINCIPAL_TAG_NAMESPACE: &str = "aws:PrincipalTag/kubernetes-namespace";
+pub const PRINCIPAL_TAG_SERVICE_ACCOUNT: &str = "aws:PrincipalTag/kubernetes-service-account";
+
+/// What one EKS cluster's Pod Identity associations say about a role and the agent.
+#[derive(Debug, Clone)]
+pub struct PodIdentity {
+    pub cluster: String,
+    /// The agent's associations with this role (EKS allows one per ServiceAccount); empty
+    /// means the link is cut.
+    pub agent: Vec<Association>,
+    /// Other ServiceAccounts' associations with this role: they share its permissions.
+    pub sharing: Vec<Association>,
 }
 
 /// IAM quota: all inline policies of one role share 10,240 characters, whitespace excluded.
