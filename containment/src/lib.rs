@@ -7,6 +7,7 @@ pub mod action;
 pub mod agent;
 pub mod alert;
 pub mod budget;
+pub mod config;
 pub mod engine;
 pub mod envelope;
 pub mod error;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use firebreak_containment::budget::BudgetConfig;
+use firebreak_containment::config::duration;
 use firebreak_containment::InputError;
 use serde::Deserialize;
 
@@ -97,15 +98,6 @@ pub struct AwsSection {
     /// EKS Pod Identity (`aws.eks.cluster`, optional `aws.eks.endpoint`): absent = IRSA only.
     #[serde(default)]
     pub eks: Option<firebreak_aws::EksConfig>,
-}
-
-pub(crate) fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(&text).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "{text:?} is not a duration like 30s, 5m or 1h: {e}"
-        ))
-    })
 }
 
 impl Config {

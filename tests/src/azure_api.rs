@@ -36,17 +36,18 @@
 //! One server per test: it runs on the test's runtime and stops when dropped.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::{json, Value};
+
+use crate::fake::Served;
 
 pub const AUTHORIZATION_API: &str = "2022-04-01";
 pub const MANAGED_IDENTITY_API: &str = "2023-01-31";
@@ -111,40 +112,22 @@ struct Store {
 type Shared = Arc<Mutex<Store>>;
 
 pub struct AzureApi {
-    addr: SocketAddr,
+    served: Served,
     store: Shared,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
 }
 
 impl AzureApi {
     /// Starts an empty ARM on a free 127.0.0.1 port.
     pub async fn start() -> Result<AzureApi> {
         let store: Shared = Arc::new(Mutex::new(Store::default()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("binding the fake ARM to 127.0.0.1")?;
-        let addr = listener.local_addr()?;
         let app = Router::new().fallback(handle).with_state(store.clone());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
-        Ok(AzureApi {
-            addr,
-            store,
-            shutdown: Some(tx),
-            task,
-        })
+        let served = Served::start(app, "the fake ARM").await?;
+        Ok(AzureApi { served, store })
     }
 
     /// `http://127.0.0.1:PORT`: the ARM endpoint, and the token audience (`{url}/.default`).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.served.url()
     }
 
     /// The Entra ID token endpoint of [`TENANT`].
@@ -310,15 +293,6 @@ impl AzureApi {
         let mut store = self.lock();
         store.edits_before_write = n;
         store.edit = Some(Box::new(edit));
-    }
-}
-
-impl Drop for AzureApi {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        self.task.abort();
     }
 }
 

@@ -27,17 +27,18 @@
 //! One server per test: it runs on the test's runtime and stops when dropped.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::{json, Value};
+
+use crate::fake::Served;
 
 pub const REGION: &str = "us-east-1";
 pub const ACCOUNT_ID: &str = "123456789012";
@@ -61,40 +62,22 @@ struct Store {
 type Shared = Arc<Mutex<Store>>;
 
 pub struct EksApi {
-    addr: SocketAddr,
+    served: Served,
     store: Shared,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
 }
 
 impl EksApi {
     /// Starts a server without clusters on a free 127.0.0.1 port.
     pub async fn start() -> Result<EksApi> {
         let store: Shared = Arc::default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("binding the fake EKS API to 127.0.0.1")?;
-        let addr = listener.local_addr()?;
         let app = Router::new().fallback(handle).with_state(store.clone());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
-        Ok(EksApi {
-            addr,
-            store,
-            shutdown: Some(tx),
-            task,
-        })
+        let served = Served::start(app, "the fake EKS API").await?;
+        Ok(EksApi { served, store })
     }
 
     /// `http://127.0.0.1:PORT`, the endpoint override of the EKS client.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.served.url()
     }
 
     fn lock(&self) -> MutexGuard<'_, Store> {
@@ -170,15 +153,6 @@ impl EksApi {
     /// the client never learns that they happened.
     pub fn lose_next_write_responses(&self, n: u32) {
         self.lock().lose_next = n;
-    }
-}
-
-impl Drop for EksApi {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        self.task.abort();
     }
 }
 

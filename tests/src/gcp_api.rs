@@ -35,11 +35,10 @@
 //! One server per test: it runs on the test's runtime and stops when dropped.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -47,6 +46,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use base64::Engine;
 use serde_json::{json, Value};
+
+use crate::fake::Served;
 
 /// The OAuth2 refresh token the test credentials carry.
 pub const REFRESH_TOKEN: &str = "firebreak-test-refresh-token";
@@ -139,40 +140,22 @@ impl Store {
 type Shared = Arc<Mutex<Store>>;
 
 pub struct GcpApi {
-    addr: SocketAddr,
+    served: Served,
     store: Shared,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
 }
 
 impl GcpApi {
     /// Starts a server on a free 127.0.0.1 port.
     pub async fn start() -> Result<GcpApi> {
         let store: Shared = Arc::new(Mutex::new(Store::default()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("binding the fake GCP APIs to 127.0.0.1")?;
-        let addr = listener.local_addr()?;
         let app = Router::new().fallback(handle).with_state(store.clone());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
-        Ok(GcpApi {
-            addr,
-            store,
-            shutdown: Some(tx),
-            task,
-        })
+        let served = Served::start(app, "the fake GCP APIs").await?;
+        Ok(GcpApi { served, store })
     }
 
     /// `http://127.0.0.1:PORT`: the endpoint of every API.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.served.url()
     }
 
     /// The `authorized_user` credentials JSON whose `token_uri` is this server.
@@ -297,15 +280,6 @@ impl GcpApi {
         let mut store = self.lock();
         store.edits_before_set = n;
         store.edit = Some(Box::new(edit));
-    }
-}
-
-impl Drop for GcpApi {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        self.task.abort();
     }
 }
 

@@ -28,16 +28,17 @@
 //! One server per test: it runs on the test's runtime and stops when dropped.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::{json, Value};
+
+use crate::fake::Served;
 
 pub const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
@@ -209,10 +210,8 @@ impl Store {
 type Shared = Arc<Mutex<Store>>;
 
 pub struct KubeApi {
-    addr: SocketAddr,
+    served: Served,
     store: Shared,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
 }
 
 impl KubeApi {
@@ -223,30 +222,14 @@ impl KubeApi {
             resource_version: 1000,
             ..Store::default()
         }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("binding the fake Kubernetes API to 127.0.0.1")?;
-        let addr = listener.local_addr()?;
         let app = Router::new().fallback(handle).with_state(store.clone());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
-        Ok(KubeApi {
-            addr,
-            store,
-            shutdown: Some(tx),
-            task,
-        })
+        let served = Served::start(app, "the fake Kubernetes API").await?;
+        Ok(KubeApi { served, store })
     }
 
     /// `http://127.0.0.1:PORT`, what the kube client is configured with.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.served.url()
     }
 
     fn lock(&self) -> MutexGuard<'_, Store> {
@@ -335,15 +318,6 @@ impl KubeApi {
         let mut store = self.lock();
         store.edits_before_patch = n;
         store.edit = Some(Box::new(edit));
-    }
-}
-
-impl Drop for KubeApi {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        self.task.abort();
     }
 }
 

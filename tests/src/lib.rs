@@ -6,6 +6,7 @@
 pub mod azure_api;
 pub mod daemon;
 pub mod eks_api;
+pub mod fake;
 pub mod gcp_api;
 pub mod kube_api;
 pub mod moto;

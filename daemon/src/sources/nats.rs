@@ -36,7 +36,7 @@ pub struct NatsConfig {
     /// How long NATS waits for an ack before redelivering.
     #[serde(
         default = "default_ack_wait",
-        deserialize_with = "crate::config::duration"
+        deserialize_with = "firebreak_containment::config::duration"
     )]
     pub ack_wait: Duration,
 }

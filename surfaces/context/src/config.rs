@@ -3,9 +3,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::ContextError;
+use firebreak_containment::config::duration;
 
 /// The Firebreak-owned schema holding the grants and quarantine rows the policy reads.
 pub const SCHEMA: &str = "firebreak";
@@ -69,15 +70,6 @@ impl ChunkTable {
 
 pub(crate) fn default_deadline() -> Duration {
     Duration::from_secs(30)
-}
-
-pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(&text).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "{text:?} is not a duration like 30s, 5m or 1h: {e}"
-        ))
-    })
 }
 
 impl PostgresContextConfig {

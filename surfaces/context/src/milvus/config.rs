@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{default_deadline, duration};
+use crate::config::default_deadline;
 use crate::ContextError;
+use firebreak_containment::config::duration;
 
 /// Milvus' built-in role every user holds implicitly.
 pub const PUBLIC_ROLE: &str = "public";

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use firebreak_containment::config::duration;
+use serde::Deserialize;
 
 /// How to reach ARM, how to authenticate, and which AKS issuer the agents' tokens come from.
 ///
@@ -85,15 +86,6 @@ fn default_deadline() -> Duration {
 
 fn default_request_timeout() -> Duration {
     Duration::from_secs(30)
-}
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(&text).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "{text:?} is not a duration like 30s, 5m or 1h: {e}"
-        ))
-    })
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use firebreak_containment::config::duration;
+use serde::Deserialize;
 
 /// Which projects' IAM policies Firebreak reads and edits, and how it reaches GCP.
 ///
@@ -85,15 +86,6 @@ fn default_verify_deadline() -> Duration {
 
 fn default_request_timeout() -> Duration {
     Duration::from_secs(30)
-}
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(&text).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "{text:?} is not a duration like 30s, 5m or 1h: {e}"
-        ))
-    })
 }
 
 #[cfg(test)]

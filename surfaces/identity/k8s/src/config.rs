@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use firebreak_containment::config::duration;
+use serde::{Deserialize, Serialize};
 
 /// How to reach the cluster and which ServiceAccount each agent runs as.
 ///
@@ -61,15 +62,6 @@ pub struct GkeWorkloadPool {
 
 fn default_deadline() -> Duration {
     Duration::from_secs(30)
-}
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(&text).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "{text:?} is not a duration like 30s, 5m or 1h: {e}"
-        ))
-    })
 }
 
 #[cfg(test)]
