@@ -221,8 +221,11 @@ pub struct EnvelopeSpec {
     pub process: ObservedList<ProcessUse>,
 }
 
+/// Kubernetes object metadata. Unlike the rest of the document it accepts fields it does not
+/// know and drops them: the API server adds `uid`, `resourceVersion`, `managedFields`, … to an
+/// Envelope custom resource, and `kubectl get envelope NAME -o yaml` must import unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Metadata {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -440,6 +443,21 @@ mod tests {
         let bad = EXAMPLE.replacen("action: s3:", "action: s3 ", 1);
         let err = Envelope::from_yaml(&bad).expect_err("prose is no permission");
         assert_eq!(err.field, "spec.identity.observed[0].action");
+    }
+
+    #[test]
+    fn a_custom_resource_as_kubectl_prints_it_loads_and_spec_typos_still_fail() {
+        let printed = EXAMPLE.replacen(
+            "metadata:\n",
+            "metadata:\n  uid: 6f1c2a9e-0000-4000-8000-000000000001\n  resourceVersion: \"48213\"\n  generation: 3\n  creationTimestamp: \"2026-12-01T02:47:00Z\"\n  labels: {app: payment-agent}\n  managedFields: [{manager: kubectl, operation: Apply}]\n",
+            1,
+        );
+        assert_ne!(printed, EXAMPLE, "the example has a metadata block");
+        let cr = Envelope::from_yaml(&printed).expect("kubectl's output loads");
+        assert_eq!(cr, Envelope::from_yaml(EXAMPLE).expect("example"));
+        let typo = printed.replacen("  status: converged", "  status: converged\n  stauts: x", 1);
+        let err = Envelope::from_yaml(&typo).expect_err("a spec typo");
+        assert!(err.to_string().contains("stauts"), "{err}");
     }
 
     #[test]
