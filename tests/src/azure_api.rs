@@ -47,7 +47,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::{json, Value};
 
-use crate::fake::Served;
+use crate::fake::{Faults, Served};
 
 pub const AUTHORIZATION_API: &str = "2022-04-01";
 pub const MANAGED_IDENTITY_API: &str = "2023-01-31";
@@ -100,10 +100,7 @@ struct Store {
     tokens: BTreeSet<String>,
     writes: u64,
     requests: Vec<Recorded>,
-    fail_next: u32,
-    fail_status: u16,
-    delay_next: u32,
-    delay: Duration,
+    faults: Faults,
     stale_reads: u32,
     edits_before_write: u32,
     edit: Option<Edit>,
@@ -270,16 +267,12 @@ impl AzureApi {
 
     /// The next `n` ARM requests, whatever they are, get `status` (a 5xx).
     pub fn fail_next(&self, n: u32, status: u16) {
-        let mut store = self.lock();
-        store.fail_next = n;
-        store.fail_status = status;
+        self.lock().faults.fail_next(n, status);
     }
 
     /// The next `n` ARM requests are answered only after `delay`.
     pub fn delay_next(&self, n: u32, delay: Duration) {
-        let mut store = self.lock();
-        store.delay_next = n;
-        store.delay = delay;
+        self.lock().faults.delay_next(n, delay);
     }
 
     /// The next `n` reads see the objects as they were before the latest write.
@@ -443,20 +436,13 @@ async fn handle(
             path: uri.path().into(),
             query: uri.query().unwrap_or_default().into(),
         });
-        if s.delay_next > 0 {
-            s.delay_next -= 1;
-            Some(s.delay)
-        } else {
-            None
-        }
+        s.faults.take_delay()
     };
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
     }
     let mut s = lock(&store);
-    if s.fail_next > 0 {
-        s.fail_next -= 1;
-        let status = StatusCode::from_u16(s.fail_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    if let Some(status) = s.faults.take_failure(StatusCode::SERVICE_UNAVAILABLE) {
         return arm_error(
             status,
             "ServiceUnavailable",

@@ -38,7 +38,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::{json, Value};
 
-use crate::fake::Served;
+use crate::fake::{Faults, Served};
 
 pub const REGION: &str = "us-east-1";
 pub const ACCOUNT_ID: &str = "123456789012";
@@ -52,7 +52,7 @@ struct Store {
     next_id: u64,
     writes: u64,
     created: u64,
-    fail_next: u32,
+    faults: Faults,
     lose_next: u32,
     stale_lists: u32,
     /// The clusters as they were before the latest write, for stale lists.
@@ -141,7 +141,7 @@ impl EksApi {
 
     /// The next `n` requests get a 500 `ServerException`, changing nothing.
     pub fn fail_next(&self, n: u32) {
-        self.lock().fail_next = n;
+        self.lock().faults.fail_next(n, 500);
     }
 
     /// The next `n` lists answer as they would have before the latest write.
@@ -250,13 +250,8 @@ async fn handle(
             "Missing Authentication Token".into(),
         );
     }
-    if store.fail_next > 0 {
-        store.fail_next -= 1;
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "ServerException",
-            "injected failure".into(),
-        );
+    if let Some(code) = store.faults.take_failure(StatusCode::INTERNAL_SERVER_ERROR) {
+        return error(code, "ServerException", "injected failure".into());
     }
     let segments: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
     let (cluster, id) = match segments.as_slice() {

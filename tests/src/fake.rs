@@ -2,8 +2,10 @@
 //! long as the handle lives.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
+use axum::http::StatusCode;
 use axum::Router;
 
 pub struct Served {
@@ -46,5 +48,45 @@ impl Drop for Served {
             let _ = tx.send(());
         }
         self.task.abort();
+    }
+}
+
+/// Faults a test asks a fake for: the next N requests fail with a status, or answer late.
+#[derive(Debug, Default)]
+pub struct Faults {
+    failures: u32,
+    status: Option<StatusCode>,
+    delays: u32,
+    delay: Duration,
+}
+
+impl Faults {
+    /// The next `n` requests get `status`.
+    pub fn fail_next(&mut self, n: u32, status: u16) {
+        self.failures = n;
+        self.status = StatusCode::from_u16(status).ok();
+    }
+
+    /// The next `n` requests are answered only after `delay`.
+    pub fn delay_next(&mut self, n: u32, delay: Duration) {
+        self.delays = n;
+        self.delay = delay;
+    }
+
+    /// The status this request must fail with, if a failure is owed (`fallback` when the test
+    /// asked for something that is no HTTP status).
+    pub fn take_failure(&mut self, fallback: StatusCode) -> Option<StatusCode> {
+        (self.failures > 0).then(|| {
+            self.failures -= 1;
+            self.status.unwrap_or(fallback)
+        })
+    }
+
+    /// How long this request must wait, if a delay is owed.
+    pub fn take_delay(&mut self) -> Option<Duration> {
+        (self.delays > 0).then(|| {
+            self.delays -= 1;
+            self.delay
+        })
     }
 }

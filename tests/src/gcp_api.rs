@@ -47,7 +47,7 @@ use axum::Router;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::fake::Served;
+use crate::fake::{Faults, Served};
 
 /// The OAuth2 refresh token the test credentials carry.
 pub const REFRESH_TOKEN: &str = "firebreak-test-refresh-token";
@@ -105,10 +105,7 @@ struct Store {
     writes: u64,
     blind_writes: u64,
     requests: Vec<Recorded>,
-    fail_next: u32,
-    fail_status: u16,
-    delay_next: u32,
-    delay: Duration,
+    faults: Faults,
     stale_reads: u32,
     operation_polls: u32,
     edits_before_set: u32,
@@ -251,16 +248,12 @@ impl GcpApi {
 
     /// The next `n` API requests get `status` (a 5xx) in Google's error shape.
     pub fn fail_next(&self, n: u32, status: u16) {
-        let mut store = self.lock();
-        store.fail_next = n;
-        store.fail_status = status;
+        self.lock().faults.fail_next(n, status);
     }
 
     /// The next `n` API requests are answered only after `delay`.
     pub fn delay_next(&self, n: u32, delay: Duration) {
-        let mut store = self.lock();
-        store.delay_next = n;
-        store.delay = delay;
+        self.lock().faults.delay_next(n, delay);
     }
 
     /// The next `n` reads see everything as it was before the latest write.
@@ -444,18 +437,10 @@ async fn handle(
                 "Request had invalid authentication credentials. Expected OAuth 2 access token",
             );
         }
-        if s.fail_next > 0 {
-            s.fail_next -= 1;
-            let code =
-                StatusCode::from_u16(s.fail_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        if let Some(code) = s.faults.take_failure(StatusCode::SERVICE_UNAVAILABLE) {
             return error(code, "injected failure");
         }
-        if s.delay_next > 0 {
-            s.delay_next -= 1;
-            Some(s.delay)
-        } else {
-            None
-        }
+        s.faults.take_delay()
     };
     if let Some(d) = delay {
         tokio::time::sleep(d).await;

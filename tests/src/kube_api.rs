@@ -38,7 +38,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::{json, Value};
 
-use crate::fake::Served;
+use crate::fake::{Faults, Served};
 
 pub const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
@@ -188,8 +188,7 @@ struct Store {
     uid: u64,
     writes: u64,
     requests: Vec<Recorded>,
-    fail_next: u32,
-    fail_status: u16,
+    faults: Faults,
     stale_reads: u32,
     /// Edits still to inject, one before each of the next PATCHes.
     edits_before_patch: u32,
@@ -300,9 +299,7 @@ impl KubeApi {
 
     /// The next `n` requests, whatever they are, get `status` (a 5xx) with a Status body.
     pub fn fail_next(&self, n: u32, status: u16) {
-        let mut store = self.lock();
-        store.fail_next = n;
-        store.fail_status = status;
+        self.lock().faults.fail_next(n, status);
     }
 
     /// The next `n` reads (GET, LIST, SubjectAccessReview) see the objects as they were before
@@ -430,10 +427,7 @@ async fn handle(
         content_type: content_type.clone(),
         body: serde_json::from_slice(&body).ok(),
     });
-    if store.fail_next > 0 {
-        store.fail_next -= 1;
-        let code =
-            StatusCode::from_u16(store.fail_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Some(code) = store.faults.take_failure(StatusCode::INTERNAL_SERVER_ERROR) {
         let reason = if code == StatusCode::SERVICE_UNAVAILABLE {
             "ServiceUnavailable"
         } else {
