@@ -258,18 +258,11 @@ impl Arm {
     }
 
     pub async fn put_role_assignment(&self, assignment: &RoleAssignment) -> Result<Put, ArmError> {
-        let body = serde_json::to_value(Properties {
-            properties: &assignment.properties.grant,
-        })
-        .map_err(|e| ArmError::Decode {
-            doing: format!("encoding role assignment {}", assignment.id),
-            detail: e.to_string(),
-        })?;
         self.put(
             &assignment.id,
             AUTHORIZATION_API,
-            &body,
-            &format!("creating role assignment {}", assignment.id),
+            &assignment.properties.grant,
+            &format!("role assignment {}", assignment.id),
         )
         .await
     }
@@ -330,18 +323,11 @@ impl Arm {
         &self,
         credential: &FederatedCredential,
     ) -> Result<Put, ArmError> {
-        let body = serde_json::to_value(Properties {
-            properties: &credential.properties,
-        })
-        .map_err(|e| ArmError::Decode {
-            doing: format!("encoding federated identity credential {}", credential.id),
-            detail: e.to_string(),
-        })?;
         self.put(
             &credential.id,
             MANAGED_IDENTITY_API,
-            &body,
-            &format!("creating federated identity credential {}", credential.id),
+            &credential.properties,
+            &format!("federated identity credential {}", credential.id),
         )
         .await
     }
@@ -393,15 +379,23 @@ impl Arm {
         })
     }
 
-    async fn put(
+    /// PUTs `{"properties": …}` to `id`; `what` names the resource in errors.
+    async fn put<P: Serialize>(
         &self,
         id: &str,
         api_version: &str,
-        body: &serde_json::Value,
-        doing: &str,
+        properties: &P,
+        what: &str,
     ) -> Result<Put, ArmError> {
+        let body =
+            serde_json::to_value(Properties { properties }).map_err(|e| ArmError::Decode {
+                doing: format!("encoding {what}"),
+                detail: e.to_string(),
+            })?;
         let url = self.url(id, api_version, None);
-        let (status, _) = self.send(Method::PUT, &url, Some(body), doing).await?;
+        let (status, _) = self
+            .send(Method::PUT, &url, Some(&body), &format!("creating {what}"))
+            .await?;
         Ok(if status == StatusCode::CREATED {
             Put::Created
         } else {
