@@ -331,18 +331,19 @@ impl AwsIam {
         Ok(out)
     }
 
-    /// The agent's role from its Pod Identity association, for envelopes that name no role.
-    pub async fn resolve_role(
-        &self,
+    /// The agent's role from its Pod Identity association (among the cluster's `associations`),
+    /// for envelopes that name no role.
+    fn resolve_role(
+        eks: &Eks,
+        associations: &[Association],
         namespace: &str,
         service_account: &str,
     ) -> Result<String, SurfaceError> {
-        let eks = self.eks()?;
-        let mut found = self
-            .associations(eks, &eks.cluster, Some((namespace, service_account)))
-            .await?;
-        match (found.pop(), found.is_empty()) {
-            (Some(a), true) => Ok(a.role_arn),
+        let mut found = associations
+            .iter()
+            .filter(|a| a.namespace == namespace && a.service_account == service_account);
+        match (found.next(), found.count()) {
+            (Some(a), 0) => Ok(a.role_arn.clone()),
             (None, _) => Err(SurfaceError::Invalid {
                 plane: PLANE,
                 detail: format!(
@@ -350,36 +351,34 @@ impl AwsIam {
                     eks.cluster
                 ),
             }),
-            (Some(_), false) => Err(SurfaceError::Invalid {
+            (Some(_), more) => Err(SurfaceError::Invalid {
                 plane: PLANE,
                 detail: format!(
                     "ServiceAccount {namespace}/{service_account} has {} Pod Identity associations in EKS cluster {}: name the role in the envelope's identity.principals",
-                    found.len() + 1,
+                    more + 1,
                     eks.cluster
                 ),
             }),
         }
     }
 
-    /// Who reaches `role_arn` through the cluster's associations: the agent and the others.
-    async fn pod_identity(
-        &self,
+    /// Who reaches `role_arn` through the cluster's `associations`: the agent and the others.
+    fn pod_identity(
         eks: &Eks,
+        associations: Vec<Association>,
         role_arn: &str,
         namespace: &str,
         service_account: &str,
-    ) -> Result<PodIdentity, SurfaceError> {
-        let (agent, sharing) = self
-            .associations(eks, &eks.cluster, None)
-            .await?
+    ) -> PodIdentity {
+        let (agent, sharing) = associations
             .into_iter()
             .filter(|a| a.uses(role_arn))
             .partition(|a| a.namespace == namespace && a.service_account == service_account);
-        Ok(PodIdentity {
+        PodIdentity {
             cluster: eks.cluster.clone(),
             agent,
             sharing,
-        })
+        }
     }
 
     async fn inline_document(
@@ -936,13 +935,18 @@ impl ControlPlane for AwsIam {
 
     async fn observe(&self, input: &PlanInput<'_>) -> Result<Box<dyn Observation>, SurfaceError> {
         let agent = &input.alert.agent;
-        let arn = match role_arn(input) {
-            Some(arn) => arn.to_string(),
-            None if self.eks.is_some() => {
-                self.resolve_role(&agent.namespace, &agent.service_account)
-                    .await?
+        // One read of the cluster's associations serves both the role lookup and the blast
+        // radius over ServiceAccounts sharing the role.
+        let eks = match &self.eks {
+            Some(eks) => Some((eks, self.associations(eks, &eks.cluster, None).await?)),
+            None => None,
+        };
+        let arn = match (role_arn(input), &eks) {
+            (Some(arn), _) => arn.to_string(),
+            (None, Some((eks, all))) => {
+                Self::resolve_role(eks, all, &agent.namespace, &agent.service_account)?
             }
-            None => {
+            (None, None) => {
                 return Err(SurfaceError::Unsupported {
                     plane: PLANE,
                     detail: "the envelope names no IAM role principal and no EKS cluster is configured (aws.eks.cluster) to resolve it from Pod Identity".into(),
@@ -950,11 +954,14 @@ impl ControlPlane for AwsIam {
             }
         };
         let mut state = self.observe_role(&arn).await?;
-        if let Some(eks) = &self.eks {
-            state.pod_identity = Some(
-                self.pod_identity(eks, &state.arn, &agent.namespace, &agent.service_account)
-                    .await?,
-            );
+        if let Some((eks, all)) = eks {
+            state.pod_identity = Some(Self::pod_identity(
+                eks,
+                all,
+                &state.arn,
+                &agent.namespace,
+                &agent.service_account,
+            ));
         }
         Ok(Box::new(state))
     }
