@@ -74,11 +74,11 @@ pub enum Severity {
     Critical,
 }
 
-/// The breached value, typed per dimension.
-// Deserialize is for reading back our own plans; inbound alerts go through `Parameter::parse`,
-// which knows the dimension. Variant order matters for untagged: most required fields first.
+/// The breached value, tagged by its dimension: serialized as `"dimension": …` beside
+/// `"parameter": {…}`. (Deserialize reads back the journal; inbound alerts go through
+/// [`Parameter::parse`], which validates.)
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(tag = "dimension", content = "parameter", rename_all = "lowercase")]
 pub enum Parameter {
     /// A cloud or cluster permission exercised: `{action, resource}`.
     Identity { action: String, resource: String },
@@ -152,6 +152,17 @@ struct ProcessParam {
 }
 
 impl Parameter {
+    pub fn dimension(&self) -> Dimension {
+        match self {
+            Parameter::Identity { .. } => Dimension::Identity,
+            Parameter::Tools { .. } => Dimension::Tools,
+            Parameter::Context { .. } => Dimension::Context,
+            Parameter::Delegation { .. } => Dimension::Delegation,
+            Parameter::Network { .. } => Dimension::Network,
+            Parameter::Process { .. } => Dimension::Process,
+        }
+    }
+
     /// Parses the `parameter` object for `dimension`; errors name `parameter.<field>`.
     pub fn parse(dimension: Dimension, value: &serde_json::Value) -> Result<Self, InputError> {
         if !value.is_object() {
@@ -310,7 +321,8 @@ pub struct Alert {
     pub source: String,
     pub time: DateTime<Utc>,
     pub agent: AgentRef,
-    pub dimension: Dimension,
+    /// `dimension` and `parameter`, one tagged value.
+    #[serde(flatten)]
     pub parameter: Parameter,
     pub tier: Tier,
     pub severity: Severity,
@@ -318,6 +330,18 @@ pub struct Alert {
 }
 
 impl Alert {
+    pub fn dimension(&self) -> Dimension {
+        self.parameter.dimension()
+    }
+
+    /// sha256 of the alert's canonical JSON: the same id with another body is another alert.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let value = serde_json::to_value(self).unwrap_or_default();
+        let text = crate::canonical::canonical_json(&value);
+        hex::encode(Sha256::digest(text.as_bytes()))
+    }
+
     /// Parses and validates a native alert. Every error names the field and the reason.
     pub fn from_json(bytes: &[u8]) -> Result<Alert, InputError> {
         if bytes.len() > MAX_ALERT_BYTES {
@@ -347,7 +371,6 @@ impl Alert {
             source: raw.source,
             time: raw.time,
             agent: raw.agent,
-            dimension: raw.dimension,
             parameter,
             tier: raw.tier,
             severity: raw.severity,

@@ -2,7 +2,8 @@
 //! agent, so a flood of alerts can never become a mass shutdown.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Duration, Utc};
 
 use serde::{Deserialize, Serialize};
 
@@ -24,15 +25,16 @@ impl Default for BudgetConfig {
     }
 }
 
-const WINDOW: Duration = Duration::from_secs(60);
+const WINDOW: Duration = Duration::seconds(60);
 
-/// Sliding one-minute windows of automatic actions taken.
+/// Sliding one-minute windows of automatic actions taken, in wall-clock time so the journal's
+/// timestamps can seed them after a restart.
 #[derive(Debug)]
 pub struct Budget {
     config: BudgetConfig,
-    global: VecDeque<Instant>,
-    namespaces: HashMap<String, VecDeque<Instant>>,
-    agents: HashMap<String, VecDeque<Instant>>,
+    global: VecDeque<DateTime<Utc>>,
+    namespaces: HashMap<String, VecDeque<DateTime<Utc>>>,
+    agents: HashMap<String, VecDeque<DateTime<Utc>>>,
 }
 
 impl Budget {
@@ -46,7 +48,12 @@ impl Budget {
     }
 
     /// Reserves one automatic action, or says which cap it would exceed.
-    pub fn try_take(&mut self, namespace: &str, agent: &str, now: Instant) -> Result<(), String> {
+    pub fn try_take(
+        &mut self,
+        namespace: &str,
+        agent: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), String> {
         let checks = [
             (
                 "global",
@@ -72,24 +79,24 @@ impl Budget {
                 "the {scope} blast-radius budget of {cap} automatic action(s) per minute is spent"
             ));
         }
-        self.global.push_back(now);
-        self.namespaces
-            .entry(namespace.to_string())
-            .or_default()
-            .push_back(now);
-        self.agents
-            .entry(agent.to_string())
-            .or_default()
-            .push_back(now);
+        self.record(namespace, agent, now);
         Ok(())
+    }
+
+    /// Counts an action taken at `at` (from the journal, after a restart), without checking.
+    pub fn record(&mut self, namespace: &str, agent: &str, at: DateTime<Utc>) {
+        let insert = |window: &mut VecDeque<DateTime<Utc>>| {
+            let i = window.partition_point(|t| *t <= at);
+            window.insert(i, at);
+        };
+        insert(&mut self.global);
+        insert(self.namespaces.entry(namespace.to_string()).or_default());
+        insert(self.agents.entry(agent.to_string()).or_default());
     }
 }
 
-fn trim(window: &mut VecDeque<Instant>, now: Instant) -> usize {
-    while window
-        .front()
-        .is_some_and(|t| now.duration_since(*t) >= WINDOW)
-    {
+fn trim(window: &mut VecDeque<DateTime<Utc>>, now: DateTime<Utc>) -> usize {
+    while window.front().is_some_and(|t| now - *t >= WINDOW) {
         window.pop_front();
     }
     window.len()
@@ -106,7 +113,7 @@ mod tests {
             namespace_per_minute: 100,
             agent_per_minute: 2,
         });
-        let t0 = Instant::now();
+        let t0 = Utc::now();
         assert!(b.try_take("ns", "a", t0).is_ok());
         assert!(b.try_take("ns", "a", t0).is_ok());
         let err = b.try_take("ns", "a", t0).expect_err("third in a minute");
@@ -119,13 +126,28 @@ mod tests {
     }
 
     #[test]
+    fn actions_recorded_from_the_journal_count_against_the_cap() {
+        let mut b = Budget::new(BudgetConfig {
+            global_per_minute: 100,
+            namespace_per_minute: 100,
+            agent_per_minute: 2,
+        });
+        let t0 = Utc::now();
+        b.record("ns", "a", t0 - Duration::seconds(10));
+        b.record("ns", "a", t0 - Duration::seconds(90));
+        b.record("ns", "a", t0 - Duration::seconds(5));
+        assert!(b.try_take("ns", "a", t0).is_err(), "two in the last minute");
+        assert!(b.try_take("ns", "a", t0 + Duration::seconds(51)).is_ok());
+    }
+
+    #[test]
     fn a_storm_across_agents_stops_at_the_global_cap() {
         let mut b = Budget::new(BudgetConfig {
             global_per_minute: 5,
             namespace_per_minute: 100,
             agent_per_minute: 100,
         });
-        let t0 = Instant::now();
+        let t0 = Utc::now();
         let taken = (0..1000)
             .filter(|i| {
                 b.try_take(&format!("ns{i}"), &format!("agent{i}"), t0)
@@ -142,7 +164,7 @@ mod tests {
             namespace_per_minute: 3,
             agent_per_minute: 100,
         });
-        let t0 = Instant::now();
+        let t0 = Utc::now();
         let taken = (0..10)
             .filter(|i| b.try_take("payments", &format!("agent{i}"), t0).is_ok())
             .count();

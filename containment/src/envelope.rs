@@ -85,32 +85,13 @@ pub struct IdentityUse {
 }
 
 impl IdentityUse {
-    /// Whether `action` is written in one of the notations above (which plane handles it is
-    /// the planes' business; this only refuses what no cloud would name a permission).
-    pub fn check_action(action: &str) -> Result<(), String> {
-        let word = |s: &str| {
-            !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '*'))
-        };
-        let aws = action.split_once(':').is_some_and(|(service, name)| {
-            word(service) && !name.is_empty() && !name.contains(char::is_whitespace)
-        });
-        let gcp =
-            !action.contains('/') && action.split('.').count() >= 3 && action.split('.').all(word);
-        let azure = action.split_once('/').is_some_and(|(provider, rest)| {
-            provider.split('.').count() >= 2
-                && provider.split('.').all(word)
-                && !rest.is_empty()
-                && !action.contains(char::is_whitespace)
-        });
-        if aws || gcp || azure {
-            Ok(())
-        } else {
-            Err(format!(
+    /// The cloud whose notation `action` is written in, or why it is not a cloud permission.
+    pub fn check_action(action: &str) -> Result<crate::plane::Cloud, String> {
+        crate::plane::Cloud::of_action(action).ok_or_else(|| {
+            format!(
                 "{action:?} is not a cloud permission: expected service:Action (AWS s3:PutObject, Kubernetes k8s:get), service.resource.verb (GCP storage.objects.get) or Provider.Namespace/type/action (Azure Microsoft.Storage/storageAccounts/read)"
-            ))
-        }
+            )
+        })
     }
 }
 
@@ -426,7 +407,7 @@ mod tests {
             "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",
             "Microsoft.Authorization/*/read",
         ] {
-            assert_eq!(IdentityUse::check_action(action), Ok(()), "{action}");
+            assert!(IdentityUse::check_action(action).is_ok(), "{action}");
         }
         for action in [
             "",

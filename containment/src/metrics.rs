@@ -12,7 +12,11 @@ pub struct Metrics {
     pub escalations: IntCounter,
     pub budget_exhausted: IntCounter,
     pub open_incidents: IntGauge,
+    pub awaiting_approval: IntGauge,
     pub decision_seconds: Histogram,
+    pub verify_seconds: Histogram,
+    pub plane_faults: IntCounterVec,
+    pub replans: IntCounter,
 }
 
 impl Metrics {
@@ -44,6 +48,32 @@ impl Metrics {
             HistogramOpts::new("decision_seconds", "Alert bytes to plan, seconds.")
                 .buckets(vec![1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 1e-2, 0.1, 1.0, 5.0]),
         )?;
+        let awaiting_approval = IntGauge::new(
+            "awaiting_approval",
+            "Plans waiting for a human to approve them.",
+        )?;
+        let verify_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "verify_seconds",
+                "Applied to verified at the enforcement point, seconds.",
+            )
+            .buckets(vec![0.001, 0.01, 0.1, 1.0, 5.0, 30.0, 60.0, 300.0, 900.0]),
+        )?;
+        let plane_faults = IntCounterVec::new(
+            Opts::new(
+                "plane_faults_total",
+                "Failed control-plane calls by plane and fault kind (transient, conflict, denied, unsupported, invalid).",
+            ),
+            &["plane", "kind"],
+        )?;
+        let replans = IntCounter::new(
+            "replans_total",
+            "Plans made again because the target changed while Firebreak acted.",
+        )?;
+        registry.register(Box::new(awaiting_approval.clone()))?;
+        registry.register(Box::new(verify_seconds.clone()))?;
+        registry.register(Box::new(plane_faults.clone()))?;
+        registry.register(Box::new(replans.clone()))?;
         registry.register(Box::new(alerts.clone()))?;
         registry.register(Box::new(plans.clone()))?;
         registry.register(Box::new(actions.clone()))?;
@@ -59,7 +89,11 @@ impl Metrics {
             escalations,
             budget_exhausted,
             open_incidents,
+            awaiting_approval,
             decision_seconds,
+            verify_seconds,
+            plane_faults,
+            replans,
         })
     }
 

@@ -3,9 +3,9 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::action::ActionKind;
 use crate::agent::AgentRef;
 use crate::alert::{Dimension, Parameter};
+use crate::ids::{ActionKind, IncidentId, PlanId, PlaneKey};
 
 /// What an action would break inside the envelope.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,11 +39,20 @@ pub enum Enforcement {
     Durable,
 }
 
-/// One rung considered for this breach.
+/// One rung considered for this breach, as the engine journals it: the plane's proposal
+/// stamped with the plane's key and its kind's declaration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Candidate {
+    /// The config key of the plane that proposed it, and that will carry it out.
+    pub plane: PlaneKey,
     pub kind: ActionKind,
+    /// The ladder the kind is a rung of, and its rung (0 = narrowest).
+    pub ladder: String,
+    pub rung: u8,
+    /// The broadest rungs always wait for a human.
+    pub approval_only: bool,
+    pub enforcement: Enforcement,
     /// What it acts on, e.g. `arn:aws:iam::123456789012:role/payment-agent`.
     pub target: String,
     /// How much it covers, in words.
@@ -55,15 +64,14 @@ pub struct Candidate {
     pub inverse: String,
     /// How success is verified, in words.
     pub verify: String,
-    pub enforcement: Enforcement,
     /// Why this candidate was not chosen (`None` on the chosen one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected: Option<String>,
     /// Notes the operator must read (e.g. why IAM writes are also denied).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
-    /// The control plane's own description of the change, including the pre-image needed to
-    /// undo it. Journaled with the intent; opaque to the engine.
+    /// The plane's typed spec, encoded once by the plane adapter; carries the pre-image needed
+    /// to undo the change.
     pub spec: serde_json::Value,
 }
 
@@ -92,16 +100,20 @@ impl Mode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Plan {
-    pub id: String,
-    pub incident: String,
+    pub id: PlanId,
+    pub incident: IncidentId,
     pub alert: String,
     pub agent: AgentRef,
-    pub dimension: Dimension,
+    /// `dimension` and `parameter`, one tagged value.
+    #[serde(flatten)]
     pub parameter: Parameter,
     pub envelope_version: Option<u64>,
     pub mode: Mode,
     /// Why this mode (the runbook rule, or the safety rule that overrode it).
     pub mode_reason: String,
+    /// On a dry run: the mode and rule the real run would take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub would_be: Option<crate::guard::WouldBe>,
     /// The action to take; `None` when no candidate blocks the breach.
     pub chosen: Option<Candidate>,
     /// Every candidate considered, narrowest first, each with why it was rejected.
@@ -117,6 +129,10 @@ pub struct Plan {
 }
 
 impl Plan {
+    pub fn dimension(&self) -> Dimension {
+        self.parameter.dimension()
+    }
+
     /// Computes the hash over every field but `hash`, so an approval names exactly this plan.
     pub fn seal(mut self) -> Plan {
         self.hash = String::new();
@@ -128,16 +144,20 @@ impl Plan {
 
 /// A candidate for unit tests of the planner and runbooks.
 #[cfg(test)]
-pub(crate) fn sample_candidate(kind: ActionKind, broken: usize) -> Candidate {
+pub(crate) fn sample_candidate(kind: &'static crate::plane::KindSpec, broken: usize) -> Candidate {
     Candidate {
-        kind,
+        plane: PlaneKey::from_static("test"),
+        kind: kind.kind(),
+        ladder: kind.ladder.to_string(),
+        rung: kind.rung,
+        approval_only: kind.approval_only,
+        enforcement: kind.enforcement,
         target: "target".into(),
         granularity: "granularity".into(),
         blast_radius: BlastRadius::of((0..broken).map(|i| format!("behaviour {i}")).collect()),
         blocks: true,
         inverse: "inverse".into(),
         verify: "verify".into(),
-        enforcement: Enforcement::Durable,
         rejected: None,
         notes: vec![],
         spec: serde_json::Value::Null,

@@ -8,7 +8,7 @@ use crate::plan::Candidate;
 /// Order of preference among candidates that block and were not ruled out by their control
 /// plane: fewest in-envelope behaviours broken, then fewest undetermined, then narrowest rung.
 pub fn choose(mut candidates: Vec<Candidate>) -> (Option<Candidate>, Vec<Candidate>) {
-    candidates.sort_by_key(|c| c.kind.rung());
+    candidates.sort_by_key(|c| c.rung);
     let best = candidates
         .iter()
         .enumerate()
@@ -17,7 +17,7 @@ pub fn choose(mut candidates: Vec<Candidate>) -> (Option<Candidate>, Vec<Candida
             (
                 c.blast_radius.broken,
                 c.blast_radius.undetermined.len(),
-                c.kind.rung(),
+                c.rung,
             )
         })
         .map(|(i, _)| i);
@@ -58,7 +58,7 @@ fn rejection(c: &Candidate, chosen: &Candidate) -> String {
             c.blast_radius.undetermined.join(", ")
         );
     }
-    if c.kind.rung() > chosen.kind.rung() {
+    if c.rung > chosen.rung {
         return format!(
             "same blast radius ({theirs}) but broader than {}: it also removes what the envelope does not need to lose",
             chosen.kind
@@ -70,10 +70,11 @@ fn rejection(c: &Candidate, chosen: &Candidate) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::action::ActionKind;
     use crate::plan::sample_candidate;
+    use crate::plane::KindSpec;
+    use crate::testing::{BROADEST, NARROW, WIDE};
 
-    fn candidate(kind: ActionKind, broken: usize, blocks: bool) -> Candidate {
+    fn candidate(kind: &'static KindSpec, broken: usize, blocks: bool) -> Candidate {
         Candidate {
             blocks,
             ..sample_candidate(kind, broken)
@@ -83,16 +84,16 @@ mod tests {
     #[test]
     fn narrowest_zero_blast_wins_and_others_say_why() {
         let (chosen, all) = choose(vec![
-            candidate(ActionKind::AwsDetachPolicy, 0, true),
-            candidate(ActionKind::AwsInlineDeny, 0, true),
-            candidate(ActionKind::AwsTrustDeny, 3, true),
+            candidate(&WIDE, 0, true),
+            candidate(&NARROW, 0, true),
+            candidate(&BROADEST, 3, true),
         ]);
-        assert_eq!(chosen.map(|c| c.kind), Some(ActionKind::AwsInlineDeny));
-        let detach = all.iter().find(|c| c.kind == ActionKind::AwsDetachPolicy);
+        assert_eq!(chosen.map(|c| c.kind), Some(NARROW.kind()));
+        let detach = all.iter().find(|c| c.kind == WIDE);
         assert!(detach
             .and_then(|c| c.rejected.as_deref())
             .is_some_and(|r| r.contains("broader")));
-        let trust = all.iter().find(|c| c.kind == ActionKind::AwsTrustDeny);
+        let trust = all.iter().find(|c| c.kind == BROADEST);
         assert!(trust
             .and_then(|c| c.rejected.as_deref())
             .is_some_and(|r| r.contains("breaks 3")));
@@ -101,28 +102,28 @@ mod tests {
     #[test]
     fn smaller_blast_beats_narrower_rung() {
         let (chosen, _) = choose(vec![
-            candidate(ActionKind::AwsInlineDeny, 2, true),
-            candidate(ActionKind::AwsDetachPolicy, 0, true),
+            candidate(&NARROW, 2, true),
+            candidate(&WIDE, 0, true),
         ]);
-        assert_eq!(chosen.map(|c| c.kind), Some(ActionKind::AwsDetachPolicy));
+        assert_eq!(chosen.map(|c| c.kind), Some(WIDE.kind()));
     }
 
     #[test]
     fn non_blocking_candidates_are_never_chosen() {
-        let (chosen, all) = choose(vec![candidate(ActionKind::AwsDetachPolicy, 0, false)]);
+        let (chosen, all) = choose(vec![candidate(&WIDE, 0, false)]);
         assert!(chosen.is_none());
         assert!(all[0].rejected.is_some());
     }
 
     #[test]
     fn a_plane_rejection_is_kept() {
-        let mut ruled_out = candidate(ActionKind::AwsInlineDeny, 0, true);
+        let mut ruled_out = candidate(&NARROW, 0, true);
         ruled_out.rejected = Some("inline policy budget exceeded".into());
         let (chosen, all) = choose(vec![
             ruled_out,
-            candidate(ActionKind::AwsDetachPolicy, 1, true),
+            candidate(&WIDE, 1, true),
         ]);
-        assert_eq!(chosen.map(|c| c.kind), Some(ActionKind::AwsDetachPolicy));
+        assert_eq!(chosen.map(|c| c.kind), Some(WIDE.kind()));
         assert_eq!(
             all[0].rejected.as_deref(),
             Some("inline policy budget exceeded")

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::action::ActionKind;
 use crate::alert::{Alert, Dimension, Tier};
-use crate::envelope::EnvelopeStatus;
 use crate::error::InputError;
-use crate::plan::{Candidate, Mode};
+use crate::ids::ActionKind;
+use crate::plan::Mode;
+use crate::plane::{KindSpec, Kinds};
 
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../runbooks/default.yaml");
 
@@ -27,7 +27,7 @@ pub struct Match {
 
 impl Match {
     fn matches(&self, alert: &Alert) -> bool {
-        (self.dimensions.is_empty() || self.dimensions.contains(&alert.dimension))
+        (self.dimensions.is_empty() || self.dimensions.contains(&alert.dimension()))
             && (self.tiers.is_empty() || self.tiers.contains(&alert.tier))
             && (self.namespaces.is_empty() || self.namespaces.contains(&alert.agent.namespace))
     }
@@ -43,8 +43,12 @@ pub struct Rule {
     /// `auto` acts only when the chosen action breaks at most this many in-envelope behaviours.
     #[serde(default)]
     pub max_auto_blast_radius: usize,
-    /// Per ladder, the broadest rung `auto` may take; anything broader waits for approval.
-    #[serde(default)]
+    /// `auto` acts on any ladder's rungs up to this one (0 = only the narrowest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_auto_rung: Option<u8>,
+    /// Per ladder, the broadest rung `auto` may take (beyond `maxAutoRung`); anything broader
+    /// waits for approval.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub broadest_without_approval: Vec<ActionKind>,
     /// e.g. `4h`, `30m`; absent = until rolled back.
     #[serde(default, with = "opt_duration")]
@@ -108,28 +112,23 @@ pub enum RunbookError {
     Empty { path: PathBuf },
 }
 
-/// The rules of every runbook, in order.
+/// The rules of every runbook, in order, with the kinds they name resolved.
 #[derive(Debug, Clone)]
 pub struct Runbooks {
     rules: Vec<Rule>,
-}
-
-/// What the runbook (and the safety rules) decided for one plan.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
-    pub mode: Mode,
-    pub reason: String,
-    pub escalation: Option<String>,
-    pub ttl: Option<Duration>,
+    kinds: Kinds,
 }
 
 impl Runbooks {
+    /// The embedded default runbook. It names no kind (it allows each ladder's narrowest rung
+    /// by `maxAutoRung`), so it holds whatever planes are registered.
     pub fn embedded() -> Result<Runbooks, RunbookError> {
-        Self::parse("embedded default runbook", EMBEDDED_DEFAULT)
+        Self::parse("embedded default runbook", EMBEDDED_DEFAULT, &Kinds::default())
     }
 
-    /// Parses one runbook document. `origin` names it in errors.
-    pub fn parse(origin: &str, text: &str) -> Result<Runbooks, RunbookError> {
+    /// Parses one runbook document. `origin` names it in errors; every kind it names must be
+    /// one of `kinds`, and none may be approval-only.
+    pub fn parse(origin: &str, text: &str, kinds: &Kinds) -> Result<Runbooks, RunbookError> {
         let invalid = |error: InputError| RunbookError::Invalid {
             path: origin.to_string(),
             error,
@@ -152,17 +151,28 @@ impl Runbooks {
             )));
         }
         for (i, rule) in doc.spec.rules.iter().enumerate() {
-            if let Some(kind) = rule
-                .broadest_without_approval
-                .iter()
-                .find(|k| k.approval_only())
-            {
-                return Err(invalid(InputError::new(
-                    format!("spec.rules[{i}].broadestWithoutApproval"),
-                    format!(
-                        "{kind} is an approval-only rung; no runbook can allow it without approval"
-                    ),
-                )));
+            for (j, name) in rule.broadest_without_approval.iter().enumerate() {
+                let field = format!("spec.rules[{i}].broadestWithoutApproval[{j}]");
+                match kinds.get(name.as_str()) {
+                    None => {
+                        return Err(invalid(InputError::new(
+                            field,
+                            format!(
+                                "{name} is not an action kind; known kinds: {}",
+                                kinds.names().join(", ")
+                            ),
+                        )))
+                    }
+                    Some(kind) if kind.approval_only => {
+                        return Err(invalid(InputError::new(
+                            field,
+                            format!(
+                                "{name} is an approval-only rung; no runbook can allow it without approval"
+                            ),
+                        )))
+                    }
+                    Some(_) => {}
+                }
             }
             if rule.name.trim().is_empty() {
                 return Err(invalid(InputError::new(
@@ -179,11 +189,12 @@ impl Runbooks {
         }
         Ok(Runbooks {
             rules: doc.spec.rules,
+            kinds: kinds.clone(),
         })
     }
 
     /// Loads every `*.yaml` in `dir`, in file-name order; rules keep their order.
-    pub fn load_dir(dir: &Path) -> Result<Runbooks, RunbookError> {
+    pub fn load_dir(dir: &Path, kinds: &Kinds) -> Result<Runbooks, RunbookError> {
         let entries = std::fs::read_dir(dir).map_err(|source| RunbookError::Directory {
             path: dir.to_path_buf(),
             source,
@@ -206,182 +217,83 @@ impl Runbooks {
                     path: path.clone(),
                     source,
                 })?;
-            rules.extend(Self::parse(&origin, &text)?.rules);
+            rules.extend(Self::parse(&origin, &text, kinds)?.rules);
         }
-        Ok(Runbooks { rules })
+        Ok(Runbooks {
+            rules,
+            kinds: kinds.clone(),
+        })
     }
 
     pub fn rules(&self) -> &[Rule] {
         &self.rules
     }
 
-    /// The mode for a plan: the first matching rule, then the safety rules that override it.
-    pub fn decide(
-        &self,
-        alert: &Alert,
-        envelope: EnvelopeStatus,
-        chosen: Option<&Candidate>,
-    ) -> Decision {
-        let Some(rule) = self.rules.iter().find(|r| r.when.matches(alert)) else {
-            return Decision {
-                mode: Mode::Approve,
-                reason: "no runbook rule matches: waiting for approval".into(),
-                escalation: Some("no runbook rule matches this alert".into()),
-                ttl: None,
-            };
-        };
-        let mut decision = Decision {
-            mode: rule.mode,
-            reason: format!("runbook rule {:?}", rule.name),
-            escalation: None,
-            ttl: rule.ttl,
-        };
-        let Some(chosen) = chosen else {
-            decision.mode = Mode::Approve;
-            decision.reason = "no candidate blocks the breach".into();
-            decision.escalation =
-                Some("no containment action blocks the breached parameter".into());
-            return decision;
-        };
-        if envelope == EnvelopeStatus::Learning {
-            decision.escalation = Some(
-                "the agent's envelope is still learning: Firebreak will not act on its own".into(),
-            );
-            if decision.mode == Mode::Auto {
-                decision.mode = Mode::Approve;
-                decision.reason = format!(
-                    "{} says auto, but the envelope is learning",
-                    decision.reason
-                );
-            }
-            return decision;
-        }
-        if decision.mode != Mode::Auto {
-            return decision;
-        }
-        let downgrade = if chosen.kind.approval_only() {
-            Some(format!("{} is an approval-only rung", chosen.kind))
-        } else if !rule
-            .broadest_without_approval
-            .iter()
-            .any(|k| k.surface() == chosen.kind.surface() && chosen.kind.rung() <= k.rung())
-        {
-            Some(format!(
-                "{} is broader than this rule allows without approval",
-                chosen.kind
-            ))
-        } else if chosen.blast_radius.broken > rule.max_auto_blast_radius {
-            Some(format!(
-                "blast radius {} exceeds the {} allowed automatically",
-                chosen.blast_radius.broken, rule.max_auto_blast_radius
-            ))
-        } else if !chosen.blast_radius.undetermined.is_empty() {
-            Some(format!(
-                "the effect on {} in-envelope behaviour(s) is undetermined",
-                chosen.blast_radius.undetermined.len()
-            ))
-        } else {
-            None
-        };
-        if let Some(why) = downgrade {
-            decision.mode = Mode::Approve;
-            decision.reason = format!("{} says auto, but {why}", decision.reason);
-        }
-        decision
+    /// The first rule that matches the alert.
+    pub fn rule_for(&self, alert: &Alert) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.when.matches(alert))
+    }
+
+    /// Whether `rule` lets rung `rung` of `ladder` run without approval.
+    pub fn allows_without_approval(&self, rule: &Rule, ladder: &str, rung: u8) -> bool {
+        rule.max_auto_rung.is_some_and(|max| rung <= max)
+            || rule
+                .broadest_without_approval
+                .iter()
+                .filter_map(|k| self.kinds.get(k.as_str()))
+                .any(|k: &KindSpec| k.ladder == ladder && rung <= k.rung)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::sample_candidate;
+    use crate::testing::{kinds, RUNBOOK};
 
-    fn alert(tier: &str) -> Alert {
-        let v = serde_json::json!({
-          "id": "a-1", "source": "test", "time": "2026-05-16T02:47:00Z",
-          "agent": {"cluster": "c", "namespace": "payments",
-                    "workload": "Deployment/payment-agent", "serviceAccount": "payment-agent"},
-          "dimension": "identity",
-          "parameter": {"action": "s3:PutObject", "resource": "arn:aws:s3:::x/*"},
-          "tier": tier, "severity": "critical"
-        });
-        Alert::from_json(v.to_string().as_bytes()).expect("valid alert")
+    #[test]
+    fn a_runbook_resolves_its_kinds() {
+        let rb = Runbooks::parse("x.yaml", RUNBOOK, &kinds()).expect("parses");
+        let rule = &rb.rules()[0];
+        assert!(rb.allows_without_approval(rule, "test", 0));
+        assert!(!rb.allows_without_approval(rule, "test", 1));
+        assert!(!rb.allows_without_approval(rule, "other", 0));
     }
 
     #[test]
-    fn attack_attempt_with_zero_blast_is_auto() {
-        let rb = Runbooks::embedded().expect("embedded runbook parses");
-        let d = rb.decide(
-            &alert("attack-attempt"),
-            EnvelopeStatus::Converged,
-            Some(&sample_candidate(ActionKind::AwsInlineDeny, 0)),
-        );
-        assert_eq!(d.mode, Mode::Auto, "{d:?}");
-        assert_eq!(d.ttl, Some(Duration::from_secs(24 * 3600)));
-    }
-
-    #[test]
-    fn attack_attempt_with_blast_waits_for_approval() {
-        let rb = Runbooks::embedded().expect("embedded");
-        let d = rb.decide(
-            &alert("attack-attempt"),
-            EnvelopeStatus::Converged,
-            Some(&sample_candidate(ActionKind::AwsInlineDeny, 1)),
-        );
-        assert_eq!(d.mode, Mode::Approve);
-        assert!(d.reason.contains("blast radius 1"), "{d:?}");
-    }
-
-    #[test]
-    fn anomaly_waits_for_approval() {
-        let rb = Runbooks::embedded().expect("embedded");
-        let d = rb.decide(
-            &alert("anomaly"),
-            EnvelopeStatus::Converged,
-            Some(&sample_candidate(ActionKind::AwsInlineDeny, 0)),
-        );
-        assert_eq!(d.mode, Mode::Approve);
-    }
-
-    #[test]
-    fn learning_envelope_never_acts_and_escalates() {
-        let rb = Runbooks::embedded().expect("embedded");
-        let d = rb.decide(
-            &alert("attack-attempt"),
-            EnvelopeStatus::Learning,
-            Some(&sample_candidate(ActionKind::AwsInlineDeny, 0)),
-        );
-        assert_eq!(d.mode, Mode::Approve);
-        assert!(d.escalation.is_some());
-    }
-
-    #[test]
-    fn broader_rung_than_allowed_waits() {
-        let rb = Runbooks::embedded().expect("embedded");
-        let d = rb.decide(
-            &alert("attack-attempt"),
-            EnvelopeStatus::Converged,
-            Some(&sample_candidate(ActionKind::AwsDetachPolicy, 0)),
-        );
-        assert_eq!(d.mode, Mode::Approve);
-        assert!(d.reason.contains("broader"), "{d:?}");
+    fn the_embedded_runbook_allows_every_narrowest_rung_and_nothing_broader() {
+        let rb = Runbooks::embedded().expect("parses without kinds");
+        let rule = &rb.rules()[0];
+        assert!(rb.allows_without_approval(rule, "aws", 0));
+        assert!(rb.allows_without_approval(rule, "tools", 0));
+        assert!(!rb.allows_without_approval(rule, "aws", 1));
     }
 
     #[test]
     fn approval_only_rung_cannot_be_allowed_by_a_runbook() {
-        let text = EMBEDDED_DEFAULT.replace("- aws.inline_deny", "- aws.trust_deny");
-        let err = Runbooks::parse("x.yaml", &text).expect_err("must refuse");
+        let text = RUNBOOK.replace("- test.narrow", "- test.broadest");
+        let err = Runbooks::parse("x.yaml", &text, &kinds()).expect_err("must refuse");
         let msg = err.to_string();
         assert!(
-            msg.contains("x.yaml") && msg.contains("spec.rules[0].broadestWithoutApproval"),
+            msg.contains("x.yaml")
+                && msg.contains("spec.rules[0].broadestWithoutApproval[0]")
+                && msg.contains("approval-only"),
             "{msg}"
         );
     }
 
     #[test]
+    fn an_unknown_kind_is_named_with_the_known_ones() {
+        let text = RUNBOOK.replace("- test.narrow", "- test.narow");
+        let err = Runbooks::parse("x.yaml", &text, &kinds()).expect_err("must refuse");
+        let msg = err.to_string();
+        assert!(msg.contains("test.narow is not an action kind"), "{msg}");
+        assert!(msg.contains("test.narrow, test.wide"), "{msg}");
+    }
+
+    #[test]
     fn bad_mode_names_file_and_field() {
-        let text = EMBEDDED_DEFAULT.replace("mode: approve", "mode: yolo");
-        let err = Runbooks::parse("x.yaml", &text).expect_err("must refuse");
+        let text = RUNBOOK.replace("mode: approve", "mode: yolo");
+        let err = Runbooks::parse("x.yaml", &text, &kinds()).expect_err("must refuse");
         let msg = err.to_string();
         assert!(
             msg.contains("spec.rules[1].mode") && msg.contains("yolo"),
@@ -391,8 +303,8 @@ mod tests {
 
     #[test]
     fn bad_ttl_is_explained() {
-        let text = EMBEDDED_DEFAULT.replacen("ttl: 24h", "ttl: soon", 1);
-        let err = Runbooks::parse("x.yaml", &text).expect_err("must refuse");
+        let text = RUNBOOK.replacen("ttl: 24h", "ttl: soon", 1);
+        let err = Runbooks::parse("x.yaml", &text, &kinds()).expect_err("must refuse");
         assert!(err.to_string().contains("spec.rules[0].ttl"), "{err}");
     }
 }

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use firebreak_containment::budget::BudgetConfig;
 use firebreak_containment::engine::{Engine, EngineConfig, Parts, Request};
+use firebreak_containment::plane::Planes;
 use firebreak_containment::incident::PlanStatus;
 use firebreak_containment::journal::Journal;
 use firebreak_containment::metrics::Metrics;
@@ -102,11 +103,13 @@ async fn main() -> Result<()> {
         "payment-agent.yaml".into(),
     )?;
     let dir = tempfile::tempdir()?;
+    let mut planes = Planes::default();
+    planes.register(plane)?;
     let engine = Engine::open(Parts {
         journal: Journal::open(&dir.path().join("journal.db"))?,
         envelopes,
         runbooks: Runbooks::embedded()?,
-        planes: vec![Arc::new(plane)],
+        planes,
         metrics: Metrics::new()?,
         config: EngineConfig {
             // The benchmark contains one agent many times a minute on purpose.
@@ -209,7 +212,7 @@ async fn main() -> Result<()> {
         {
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
-        engine.rollback(&submitted.incident).await?;
+        engine.rollback(&submitted.incident, None).await?;
     }
     for (what, samples) in [
         ("alert submitted → first refused call", &mut to_refusal),

@@ -524,38 +524,10 @@ impl Gateway {
 
     /// Journals a refused call under the incident and plan that revoked it, off the call path.
     fn audit(&self, revocation: Revocation, agent: &AgentKey, upstream: &str, tool: &str) {
-        let Some(engine) = self.inner.policy.engine().cloned() else {
-            return;
-        };
-        let (agent, call) = (agent.0.clone(), format!("tool {tool} on server {upstream}"));
-        tokio::spawn(async move {
-            let Some(incident) = engine.incident(&revocation.incident).await else {
-                warn!(incident = %revocation.incident, "refused call for an unknown incident");
-                return;
-            };
-            let wanted = serde_json::to_value(&revocation).unwrap_or_default();
-            let plan = incident
-                .plans
-                .iter()
-                .rev()
-                .find(|p| {
-                    p.plan
-                        .chosen
-                        .as_ref()
-                        .is_some_and(|c| c.spec["revocation"] == wanted)
-                })
-                .map(|p| p.plan.id.clone());
-            let Some(plan) = plan else {
-                warn!(incident = %revocation.incident, "no plan holds this revocation");
-                return;
-            };
-            if let Err(e) = engine
-                .record_refused_call(&incident.id, &plan, &agent, &call)
-                .await
-            {
-                warn!(error = %e, "cannot journal a refused call");
-            }
-        });
+        if let Some(engine) = self.inner.policy.engine() {
+            let call = format!("tool {tool} on server {upstream}");
+            engine.record_refused_call(&revocation.incident, &revocation.plan, &agent.0, &call);
+        }
     }
 
     /// `tools/list`: forwarded, then filtered to what this agent may call.

@@ -14,5 +14,5 @@ mod stdio;
 pub use auth::{AuthError, Authenticator, StaticTokens, TokenReview};
 pub use config::{ConfigError, GatewayConfig, TokenReviewConfig, Upstream};
 pub use gateway::{serve, Gateway, GatewayError, MAX_BODY_BYTES};
-pub use plane::ToolsPlane;
-pub use policy::{Decision, Policy, Scope};
+pub use plane::{Probe, ToolsPlane, ToolsSpec, REVOKE_ALL, REVOKE_SERVER, REVOKE_TOOL};
+pub use policy::{Decision, Policy, Revocation, Scope};

@@ -6,16 +6,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use firebreak_containment::action::{ActionKind, Surface};
-use firebreak_containment::alert::{Dimension, Parameter};
-use firebreak_containment::plan::{BlastRadius, Candidate, Enforcement};
-use firebreak_containment::surface::{
-    ControlPlane, Observation, Op, Outcome, PlanInput, Step, SurfaceError, Verification,
+use firebreak_containment::alert::Parameter;
+use firebreak_containment::plan::{BlastRadius, Enforcement};
+use firebreak_containment::plane::{
+    Change, Check, KindSpec, Observation, Outcome, PlanInput, Plane, PlaneError, Proposal,
+    Route, Verification,
 };
+use serde::{Deserialize, Serialize};
 
 use crate::policy::{Decision, Policy, Revocation, Scope};
 
 const PLANE: &str = "tools gateway";
+
+const fn rung(name: &'static str, rung: u8, approval_only: bool) -> KindSpec {
+    KindSpec {
+        name,
+        ladder: "tools",
+        rung,
+        approval_only,
+        enforcement: Enforcement::Immediate,
+    }
+}
+
+pub static REVOKE_TOOL: KindSpec = rung("tools.revoke_tool", 0, false);
+pub static REVOKE_SERVER: KindSpec = rung("tools.revoke_server", 1, false);
+pub static REVOKE_ALL: KindSpec = rung("tools.revoke_all", 2, true);
 
 pub struct ToolsPlane {
     policy: Arc<Policy>,
@@ -32,6 +47,21 @@ impl ToolsPlane {
     }
 }
 
+/// The probe call verification makes through the gateway's own decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Probe {
+    pub server: String,
+    pub tool: String,
+}
+
+/// What the action journals: the revocation the gateway enforces and the breached call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolsSpec {
+    pub revocation: Revocation,
+    pub probe: Probe,
+}
+
 /// The breached (server, tool) of a tools alert.
 fn breached<'a>(input: &'a PlanInput<'_>) -> Option<(&'a str, &'a str)> {
     match &input.alert.parameter {
@@ -43,9 +73,9 @@ fn breached<'a>(input: &'a PlanInput<'_>) -> Option<(&'a str, &'a str)> {
 /// Everything `observe` needs is in the envelope and the alert: the gateway's state is ours.
 struct ToolsObservation;
 
-impl Observation for ToolsObservation {
-    fn candidates(&self, input: &PlanInput<'_>) -> Result<Vec<Candidate>, SurfaceError> {
-        let (server, tool) = breached(input).ok_or_else(|| SurfaceError::Invalid {
+impl Observation<ToolsSpec> for ToolsObservation {
+    fn candidates(&self, input: &PlanInput<'_>) -> Result<Vec<Proposal<ToolsSpec>>, PlaneError> {
+        let (server, tool) = breached(input).ok_or_else(|| PlaneError::Invalid {
             plane: PLANE,
             detail: "a tools alert needs parameter {server, tool}".into(),
         })?;
@@ -62,7 +92,6 @@ impl Observation for ToolsObservation {
         };
         let rungs = [
             (
-                ActionKind::ToolsRevokeTool,
                 Scope::Tool {
                     server: server.into(),
                     tool: tool.into(),
@@ -70,121 +99,120 @@ impl Observation for ToolsObservation {
                 format!("tool {tool} on {server}, for {agent} only"),
             ),
             (
-                ActionKind::ToolsRevokeServer,
                 Scope::Server {
                     server: server.into(),
                 },
                 format!("every tool on {server}, for {agent} only"),
             ),
-            (
-                ActionKind::ToolsRevokeAll,
-                Scope::All,
-                format!("every tool on every server, for {agent} only"),
-            ),
+            (Scope::All, format!("every tool on every server, for {agent} only")),
         ];
         Ok(rungs
             .into_iter()
-            .map(|(kind, scope, granularity)| {
-                let revocation = Revocation {
-                    agent: agent.clone(),
-                    scope,
-                    incident: input.incident.to_string(),
+            .map(|(scope, granularity)| {
+                let blast_radius = broken(&scope);
+                let spec = ToolsSpec {
+                    revocation: Revocation {
+                        agent: agent.clone(),
+                        scope,
+                        incident: input.incident.clone(),
+                        plan: input.plan.clone(),
+                    },
+                    probe: Probe {
+                        server: server.into(),
+                        tool: tool.into(),
+                    },
                 };
-                Candidate {
-                    kind,
-                    target: format!("{agent} at the Firebreak MCP gateway"),
-                    granularity,
-                    blast_radius: broken(&revocation.scope),
-                    blocks: true,
+                Proposal {
+                    blast_radius,
                     inverse: "remove the revocation from the gateway policy".into(),
                     verify: format!(
                         "a probe call of tool {tool} on {server} as {agent} through the gateway policy is refused"
                     ),
-                    enforcement: Enforcement::Immediate,
-                    rejected: None,
-                    notes: vec![],
-                    spec: serde_json::json!({
-                        "revocation": revocation,
-                        "probe": {"server": server, "tool": tool},
-                    }),
+                    ..Proposal::new(
+                        format!("{agent} at the Firebreak MCP gateway"),
+                        granularity,
+                        spec,
+                    )
                 }
             })
             .collect())
     }
 }
 
-/// The revocation and the probe call journaled in the action spec.
-fn parse_spec(action: &Candidate) -> Result<(Revocation, String, String), SurfaceError> {
-    let invalid = |detail: String| SurfaceError::Invalid {
-        plane: PLANE,
-        detail,
-    };
-    let revocation: Revocation = serde_json::from_value(action.spec["revocation"].clone())
-        .map_err(|e| invalid(format!("action spec has no valid revocation: {e}")))?;
-    let probe = &action.spec["probe"];
-    match (probe["server"].as_str(), probe["tool"].as_str()) {
-        (Some(s), Some(t)) => Ok((revocation, s.to_string(), t.to_string())),
-        _ => Err(invalid("action spec has no probe {server, tool}".into())),
-    }
-}
-
 #[async_trait]
-impl ControlPlane for ToolsPlane {
-    fn surface(&self) -> Surface {
-        Surface::Tools
+impl Plane for ToolsPlane {
+    const KEY: &'static str = "gateway";
+    const ROUTE: Route = Route::Tools;
+    const KINDS: &'static [&'static KindSpec] = &[&REVOKE_TOOL, &REVOKE_SERVER, &REVOKE_ALL];
+    const IN_PROCESS: bool = true;
+    type Spec = ToolsSpec;
+
+    fn kind_of(spec: &ToolsSpec) -> &'static KindSpec {
+        match spec.revocation.scope {
+            Scope::Tool { .. } => &REVOKE_TOOL,
+            Scope::Server { .. } => &REVOKE_SERVER,
+            Scope::All => &REVOKE_ALL,
+        }
     }
 
     fn handles(&self, input: &PlanInput<'_>) -> bool {
-        input.alert.dimension == Dimension::Tools
-            && breached(input).is_some_and(|(server, _)| self.upstreams.contains(server))
+        breached(input).is_some_and(|(server, _)| self.upstreams.contains(server))
     }
 
-    async fn observe(&self, _input: &PlanInput<'_>) -> Result<Box<dyn Observation>, SurfaceError> {
+    async fn observe(
+        &self,
+        _input: &PlanInput<'_>,
+    ) -> Result<Box<dyn Observation<ToolsSpec>>, PlaneError> {
         Ok(Box::new(ToolsObservation))
     }
 
-    async fn run(&self, action: &Candidate, op: Op) -> Result<Step, SurfaceError> {
-        let (revocation, server, tool) = parse_spec(action)?;
+    async fn change(&self, spec: &ToolsSpec, change: Change) -> Result<Outcome, PlaneError> {
+        let what = describe(&spec.revocation.scope);
+        let agent = &spec.revocation.agent;
+        Ok(match change {
+            Change::Apply => Outcome {
+                changed: self.policy.revoke(spec.revocation.clone()),
+                detail: format!("{what} revoked for {agent}"),
+            },
+            Change::Revert => Outcome {
+                changed: self.policy.restore(&spec.revocation),
+                detail: format!("{what} restored for {agent}"),
+            },
+        })
+    }
+
+    /// Asks the gateway's own decision function, the one every `tools/call` goes through.
+    async fn check(&self, spec: &ToolsSpec, check: Check) -> Result<Verification, PlaneError> {
+        let ToolsSpec { revocation, probe } = spec;
         let agent = &revocation.agent;
-        Ok(match op {
-            Op::Apply => {
-                let detail = format!("{} revoked for {agent}", action.granularity);
-                let changed = self.policy.revoke(revocation);
-                Step::Changed(Outcome { changed, detail })
-            }
-            Op::Verify => {
-                let ok = matches!(
-                    self.policy.decide(agent, &server, &tool),
-                    Decision::Revoked(_)
-                );
-                Step::Checked(Verification {
+        let decision = self.policy.decide(agent, &probe.server, &probe.tool);
+        Ok(match check {
+            Check::Applied => {
+                let ok = matches!(decision, Decision::Revoked(_));
+                Verification::that(
                     ok,
-                    detail: format!(
-                        "probe of tool {tool} on {server} as {agent}: {}",
+                    format!(
+                        "probe of tool {} on {} as {agent}: {}",
+                        probe.tool,
+                        probe.server,
                         if ok { "refused" } else { "allowed" }
                     ),
-                })
+                )
             }
-            Op::Revert => {
-                let changed = self.policy.restore(&revocation);
-                Step::Changed(Outcome {
-                    changed,
-                    detail: format!("{} restored for {agent}", action.granularity),
-                })
-            }
-            Op::VerifyReverted => {
-                // Another incident may still hold its own revocation of the tool: only ours
-                // must be gone.
-                let ok = !self.policy.holds(&revocation);
-                Step::Checked(Verification {
-                    ok,
-                    detail: format!(
-                        "revocation of {} for {agent} {}; probe of tool {tool} on {server}: {:?}",
-                        action.granularity,
-                        if ok { "gone" } else { "still in force" },
-                        self.policy.decide(agent, &server, &tool)
+            // Another incident may still hold its own revocation of the tool: only ours must
+            // be gone.
+            Check::Reverted => {
+                let gone = !self.policy.holds(revocation);
+                Verification::that(
+                    gone,
+                    format!(
+                        "revocation of {} for {agent} {}; probe of tool {} on {}: {decision:?}",
+                        describe(&revocation.scope),
+                        if gone { "gone" } else { "still in force" },
+                        probe.tool,
+                        probe.server,
                     ),
-                })
+                )
             }
         })
     }
@@ -192,6 +220,14 @@ impl ControlPlane for ToolsPlane {
     fn verify_deadline(&self) -> Duration {
         // The policy is in this process: in effect the moment apply returns.
         Duration::from_secs(1)
+    }
+}
+
+fn describe(scope: &Scope) -> String {
+    match scope {
+        Scope::Tool { server, tool } => format!("tool {tool} on {server}"),
+        Scope::Server { server } => format!("every tool on {server}"),
+        Scope::All => "every tool on every server".into(),
     }
 }
 
@@ -211,7 +247,7 @@ mod tests {
         "      - {server: s1, tool: rare, closure: literal, count: 1, sessions: 1}\n",
     );
 
-    fn candidates(tool: &str) -> Vec<Candidate> {
+    fn candidates(tool: &str) -> Vec<Proposal<ToolsSpec>> {
         let envelope = Envelope::from_yaml(ENVELOPE).expect("envelope");
         let alert = Alert::from_json(
             serde_json::json!({"id": "x", "source": "t", "time": "2026-11-22T05:00:00Z",
@@ -222,8 +258,10 @@ mod tests {
             .as_bytes(),
         )
         .expect("alert");
+        let incident = "inc-1".into();
         let input = PlanInput {
-            incident: "inc-1",
+            incident: &incident,
+            plan: &"inc-1-p1".into(),
             alert: &alert,
             envelope: &envelope,
         };
@@ -232,36 +270,37 @@ mod tests {
 
     #[test]
     fn blast_radius_counts_only_permitted_tools_of_the_agent() {
-        let broken = |tool| -> Vec<(ActionKind, usize)> {
+        let broken = |tool| -> Vec<(&str, usize)> {
             candidates(tool)
                 .iter()
-                .map(|c| (c.kind, c.blast_radius.broken))
+                .map(|c| (ToolsPlane::kind_of(&c.spec).name, c.blast_radius.broken))
                 .collect()
         };
         // The tail entry `rare` is not in-envelope: revoking it breaks nothing.
         assert_eq!(
             broken("rare"),
             [
-                (ActionKind::ToolsRevokeTool, 0),
-                (ActionKind::ToolsRevokeServer, 2),
-                (ActionKind::ToolsRevokeAll, 3)
+                (REVOKE_TOOL.name, 0),
+                (REVOKE_SERVER.name, 2),
+                (REVOKE_ALL.name, 3)
             ]
         );
-        assert_eq!(broken("read")[0], (ActionKind::ToolsRevokeTool, 1));
+        assert_eq!(broken("read")[0], (REVOKE_TOOL.name, 1));
     }
 
     #[tokio::test]
     async fn apply_is_idempotent_and_revert_restores() {
         let policy = Arc::new(Policy::default());
         let plane = ToolsPlane::new(policy.clone(), ["s1".to_string()]);
-        let action = candidates("rare").remove(0);
-        assert!(plane.apply(&action).await.expect("apply").changed);
-        assert!(!plane.apply(&action).await.expect("re-apply").changed);
-        assert!(plane.verify(&action).await.expect("verify").ok);
+        let spec = candidates("rare").remove(0).spec;
+        let change = |c| plane.change(&spec, c);
+        assert!(change(Change::Apply).await.expect("apply").changed);
+        assert!(!change(Change::Apply).await.expect("re-apply").changed);
+        assert!(plane.check(&spec, Check::Applied).await.expect("verify").ok);
         let agent = firebreak_containment::agent::AgentKey("c/n/Deployment/a".into());
         assert_eq!(policy.decide(&agent, "s1", "read"), Decision::Allowed);
-        assert!(plane.revert(&action).await.expect("revert").changed);
-        assert!(plane.verify_reverted(&action).await.expect("verify").ok);
-        assert!(!plane.verify(&action).await.expect("verify").ok);
+        assert!(change(Change::Revert).await.expect("revert").changed);
+        assert!(plane.check(&spec, Check::Reverted).await.expect("verify").ok);
+        assert!(!plane.check(&spec, Check::Applied).await.expect("verify").ok);
     }
 }

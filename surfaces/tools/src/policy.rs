@@ -6,6 +6,7 @@ use std::sync::{OnceLock, RwLock};
 use firebreak_containment::agent::AgentKey;
 use firebreak_containment::engine::Engine;
 use firebreak_containment::envelope::EnvelopeStore;
+use firebreak_containment::ids::{IncidentId, PlanId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
@@ -35,7 +36,9 @@ pub struct Revocation {
     pub agent: AgentKey,
     #[serde(flatten)]
     pub scope: Scope,
-    pub incident: String,
+    pub incident: IncidentId,
+    /// The plan that holds it: refused calls are journaled under it.
+    pub plan: PlanId,
 }
 
 /// The gateway's answer for one `tools/call`.
@@ -197,6 +200,7 @@ mod tests {
                 tool: "t".into(),
             },
             incident: "inc-1".into(),
+            plan: "inc-1-p1".into(),
         };
         assert!(p.revoke(r.clone()));
         assert!(!p.revoke(r.clone()), "second apply changes nothing");

@@ -17,7 +17,6 @@
 //!   bug elsewhere in the process cannot rewrite history; [`Journal::verify_chain`]
 //!   detects anyone who removes the triggers and does it anyway.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,6 +28,8 @@ use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, Tran
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
+
+use crate::canonical::canonical_json;
 
 /// `prev_hash` of the first entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -606,58 +607,6 @@ fn chain_hash(
     h.update(b"\n");
     h.update(body.as_bytes());
     hex::encode(h.finalize())
-}
-
-/// Canonical JSON: no whitespace, object keys sorted by byte order at every
-/// level. Done by hand rather than `serde_json::to_string` so the hash does not
-/// depend on whether some crate in the build enables `preserve_order`.
-fn canonical_json(value: &serde_json::Value) -> String {
-    let mut out = String::new();
-    write_canonical(value, &mut out);
-    out
-}
-
-fn write_canonical(value: &serde_json::Value, out: &mut String) {
-    use serde_json::Value;
-    match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => {
-            let _ = write!(out, "{n}");
-        }
-        Value::String(s) => write_json_string(s, out),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(']');
-        }
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_json_string(key, out);
-                out.push(':');
-                if let Some(v) = map.get(key) {
-                    write_canonical(v, out);
-                }
-            }
-            out.push('}');
-        }
-    }
-}
-
-fn write_json_string(s: &str, out: &mut String) {
-    // Display of a string Value is its JSON encoding and cannot fail.
-    let _ = write!(out, "{}", serde_json::Value::from(s));
 }
 
 /// A row exactly as stored, before parsing; verify_chain hashes these bytes.
