@@ -1,4 +1,4 @@
-//! The native deviation alert (DESIGN §4): one breached parameter of one dimension of one agent.
+//! The native deviation alert (docs/ARCHITECTURE.md §Data path): one breached parameter of one dimension of one agent.
 
 use std::fmt;
 

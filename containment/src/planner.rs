@@ -101,10 +101,7 @@ mod tests {
 
     #[test]
     fn smaller_blast_beats_narrower_rung() {
-        let (chosen, _) = choose(vec![
-            candidate(&NARROW, 2, true),
-            candidate(&WIDE, 0, true),
-        ]);
+        let (chosen, _) = choose(vec![candidate(&NARROW, 2, true), candidate(&WIDE, 0, true)]);
         assert_eq!(chosen.map(|c| c.kind), Some(WIDE.kind()));
     }
 
@@ -119,10 +116,7 @@ mod tests {
     fn a_plane_rejection_is_kept() {
         let mut ruled_out = candidate(&NARROW, 0, true);
         ruled_out.rejected = Some("inline policy budget exceeded".into());
-        let (chosen, all) = choose(vec![
-            ruled_out,
-            candidate(&WIDE, 1, true),
-        ]);
+        let (chosen, all) = choose(vec![ruled_out, candidate(&WIDE, 1, true)]);
         assert_eq!(chosen.map(|c| c.kind), Some(WIDE.kind()));
         assert_eq!(
             all[0].rejected.as_deref(),

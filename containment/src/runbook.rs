@@ -123,7 +123,11 @@ impl Runbooks {
     /// The embedded default runbook. It names no kind (it allows each ladder's narrowest rung
     /// by `maxAutoRung`), so it holds whatever planes are registered.
     pub fn embedded() -> Result<Runbooks, RunbookError> {
-        Self::parse("embedded default runbook", EMBEDDED_DEFAULT, &Kinds::default())
+        Self::parse(
+            "embedded default runbook",
+            EMBEDDED_DEFAULT,
+            &Kinds::default(),
+        )
     }
 
     /// Parses one runbook document. `origin` names it in errors; every kind it names must be

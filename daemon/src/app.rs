@@ -5,28 +5,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use firebreak_aws::{AwsConfig, AwsIam};
-use firebreak_azure::AzureRbac;
 use firebreak_containment::engine::{Engine, EngineConfig, Fault, Parts};
 use firebreak_containment::journal::Journal;
 use firebreak_containment::metrics::Metrics;
+use firebreak_containment::plane::Kinds;
 use firebreak_containment::runbook::Runbooks;
-use firebreak_containment::surface::ControlPlane;
 use firebreak_containment::EnvelopeStore;
-use firebreak_context::{Milvus, PgVector};
-use firebreak_delegation::{DelegationPlane, Feed, FeedAuth, Mirrored};
-use firebreak_ebpf::EgressPlane;
-use firebreak_gcp::GcpIam;
-use firebreak_k8s::K8sRbac;
-use firebreak_tools::{GatewayConfig, Policy, ToolsPlane};
+use firebreak_delegation::{Feed, FeedAuth};
+use firebreak_tools::{GatewayConfig, Policy};
 
 use crate::config::Config;
+use crate::planes::{self, Mode};
 
 pub struct Paths {
     pub data: PathBuf,
     pub envelopes: PathBuf,
     pub journal: PathBuf,
     pub token: PathBuf,
+    /// Held by whoever acts on this data dir: the daemon, or `--offline`.
+    pub lock: PathBuf,
 }
 
 impl Paths {
@@ -43,14 +40,44 @@ impl Paths {
                 .token_file
                 .clone()
                 .unwrap_or_else(|| data.join("api-token")),
+            lock: data.join("lock"),
             data,
         })
     }
 }
 
-pub fn runbooks(config: &Config) -> anyhow::Result<Runbooks> {
+/// The exclusive hold on a data dir: one process acts on a journal at a time. Released when
+/// dropped (or when the process dies: it is an OS file lock).
+pub struct DataDirLock {
+    _file: std::fs::File,
+}
+
+/// Takes the data dir's lock, or says who holds it.
+pub fn lock(paths: &Paths, who: &str) -> anyhow::Result<DataDirLock> {
+    std::fs::create_dir_all(&paths.data)
+        .with_context(|| format!("cannot create data dir {}", paths.data.display()))?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&paths.lock)
+        .with_context(|| format!("cannot open {}", paths.lock.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(DataDirLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "{who}: another firebreak holds {} (a running daemon acts on this data dir); \
+             send the command to it (without --offline), or stop it first",
+            paths.lock.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", paths.lock.display()))
+        }
+    }
+}
+
+pub fn runbooks(config: &Config, kinds: &Kinds) -> anyhow::Result<Runbooks> {
     Ok(match &config.runbooks {
-        Some(dir) => Runbooks::load_dir(dir)?,
+        Some(dir) => Runbooks::load_dir(dir, kinds)?,
         None => Runbooks::embedded()?,
     })
 }
@@ -61,110 +88,45 @@ pub struct Built {
     pub engine: Engine,
     pub gateway: Option<(GatewayConfig, Arc<Policy>)>,
     pub feed: Option<(Feed, FeedAuth)>,
-}
-
-/// `plane`, mirrored into the policy feed when there is one, so shims see its blocks too.
-fn mirrored<P: ControlPlane + 'static>(plane: P, feed: Option<&Feed>) -> Arc<dyn ControlPlane> {
-    match feed {
-        Some(feed) => Arc::new(Mirrored::new(plane, feed.clone())),
-        None => Arc::new(plane),
-    }
+    /// Planes configured but left out because only the running daemon enforces them.
+    pub daemon_only: Vec<&'static str>,
 }
 
 /// Opens the journal and everything else; folds the journal into the incident view.
-/// `install` lets control planes that own schema (the context store's RLS) install it: only
-/// `serve` does, so `plan` and dry runs stay free of writes.
-pub async fn engine(config: &Config, paths: &Paths, install: bool) -> anyhow::Result<Built> {
+pub async fn engine(
+    config: &Config,
+    paths: &Paths,
+    install: bool,
+    mode: Mode,
+) -> anyhow::Result<Built> {
     std::fs::create_dir_all(&paths.data)
         .with_context(|| format!("cannot create data dir {}", paths.data.display()))?;
     let journal = Journal::open(&paths.journal)?;
     let envelopes = EnvelopeStore::load_dir(&paths.envelopes)?;
-    let mut planes: Vec<Arc<dyn ControlPlane>> = Vec::new();
-    let feed = match &config.feed {
-        Some(feed_config) => {
-            let auth = FeedAuth::new(feed_config).context("feed.tokens")?;
-            let feed = Feed::default();
-            planes.push(Arc::new(DelegationPlane::new(feed.clone(), &envelopes)));
-            Some((feed, auth))
-        }
-        None => None,
-    };
-    let feed_handle = feed.as_ref().map(|(f, _)| f);
-    if config.aws.enabled {
-        let aws = AwsIam::new(&AwsConfig {
-            region: config.aws.region.clone(),
-            endpoint: config.aws.endpoint.clone(),
-            verify_deadline: config.aws.verify_deadline,
-        })
-        .await;
-        planes.push(Arc::new(match &config.aws.eks {
-            Some(eks) => aws.with_eks(eks),
-            None => aws,
-        }));
-    }
-    if let Some(gcp) = &config.gcp {
-        planes.push(Arc::new(GcpIam::new(gcp.clone()).await.context(
-            "cannot set up the GCP IAM plane (gcp:); it uses Application Default Credentials",
-        )?));
-    }
-    if let Some(azure) = &config.azure {
-        planes.push(Arc::new(
-            AzureRbac::new(azure.clone())
-                .await
-                .context("cannot set up the Azure RBAC plane (azure:)")?,
-        ));
-    }
-    if let Some(pg) = &config.context.postgres {
-        let plane = PgVector::new(pg.clone())?;
-        if install {
-            plane
-                .install()
-                .await
-                .context("cannot install the context store's row-level security")?;
-        }
-        planes.push(Arc::new(plane));
-    }
-    if let Some(milvus) = &config.context.milvus {
-        planes.push(Arc::new(Milvus::new(milvus.clone())?));
-    }
-    if let Some(k8s) = &config.k8s {
-        planes.push(Arc::new(
-            K8sRbac::new(k8s.clone())
-                .await
-                .context("cannot set up the Kubernetes RBAC plane (k8s:)")?,
-        ));
-    }
-    if let Some(network) = &config.network {
-        let plane = EgressPlane::load(network).context(
-            "cannot load the eBPF egress programs (network:); the node agent needs root and bpffs",
-        )?;
-        planes.push(mirrored(plane, feed_handle));
-    }
-    let gateway = config.gateway.clone().map(|gw| {
-        let policy = Arc::new(Policy::default());
-        policy.set_envelopes(&envelopes, gw.envelope_only);
-        planes.push(mirrored(
-            ToolsPlane::new(policy.clone(), gw.upstreams.keys().cloned()),
-            feed_handle,
-        ));
-        (gw, policy)
-    });
+    let planes::Built {
+        planes,
+        gateway,
+        feed,
+        daemon_only,
+    } = planes::build(config, &envelopes, install, mode).await?;
     let fault = match std::env::var("FIREBREAK_FAULT") {
         Ok(name) => Some(Fault::parse(&name).with_context(|| {
             format!("FIREBREAK_FAULT={name:?} is not a known fault (crash-after-intent, crash-before-ack)")
         })?),
         Err(_) => None,
     };
+    let runbooks = runbooks(config, planes.kinds())?;
     let engine = Engine::open(Parts {
         journal,
         envelopes,
-        runbooks: runbooks(config)?,
+        runbooks,
         planes,
         metrics: Metrics::new()?,
         config: EngineConfig {
             budget: config.budget,
             fault,
             verify_poll: Duration::from_millis(250),
+            ..EngineConfig::default()
         },
     })?;
     if let Some((_, policy)) = &gateway {
@@ -179,6 +141,7 @@ pub async fn engine(config: &Config, paths: &Paths, install: bool) -> anyhow::Re
         engine,
         gateway,
         feed,
+        daemon_only,
     })
 }
 

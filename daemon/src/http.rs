@@ -1,4 +1,4 @@
-//! The HTTP API (DESIGN §4): alerts in, incidents out, approvals and rollbacks; bearer-token
+//! The HTTP API (README, "The contract"): alerts in, incidents out, approvals and rollbacks; bearer-token
 //! authentication on everything but `/healthz`.
 
 use std::sync::Arc;
@@ -12,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use firebreak_containment::engine::{Engine, EngineError, Request as PlanRequest};
-use firebreak_containment::incident::Incident;
+use firebreak_containment::ids::IncidentId;
+use firebreak_containment::incident::{Incident, PlanStatus};
 use firebreak_containment::{Alert, InputError};
 use serde::Deserialize;
 use serde_json::json;
@@ -29,6 +30,9 @@ pub struct Api {
 pub fn router(api: Api, max_body_bytes: usize) -> Router {
     let authenticated = Router::new()
         .route("/v1/alerts", post(post_alert))
+        // An operator's containment of one alert: the CLI's `contain` goes through here, so
+        // the daemon that enforces in-process planes is the one that acts.
+        .route("/v1/contain", post(contain))
         .route("/v1/alerts/kubescape", post(post_kubescape))
         // The path Kubescape node-agent's HTTP exporter posts to.
         .route("/v1/runtimealerts", post(post_kubescape))
@@ -101,8 +105,12 @@ impl From<EngineError> for ApiError {
             EngineError::PlanHashMismatch { .. } => (StatusCode::CONFLICT, "planHash"),
             EngineError::AlreadyApproved { .. } => (StatusCode::CONFLICT, "planHash"),
             EngineError::NothingToApprove(_) => (StatusCode::CONFLICT, "id"),
-            EngineError::Journal(_) => (StatusCode::SERVICE_UNAVAILABLE, ""),
-            EngineError::NoPlane(_) => (StatusCode::UNPROCESSABLE_ENTITY, "dimension"),
+            EngineError::AlertConflict { .. } => (StatusCode::CONFLICT, "id"),
+            EngineError::Stale { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "time"),
+            EngineError::Journal(_)
+            | EngineError::History { .. }
+            | EngineError::Encode(_)
+            | EngineError::Stopping => (StatusCode::SERVICE_UNAVAILABLE, ""),
         };
         ApiError {
             status,
@@ -169,6 +177,58 @@ async fn post_alert(State(api): State<Api>, raw: Result<Bytes, BytesRejection>) 
             .inc();
         e.into_response()
     })
+}
+
+/// `POST /v1/contain`: `{alert, by, dryRun?}`. Sending it is the operator's approval of the
+/// plan (rungs marked approval-only still wait); answers once the plan has settled.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Contain {
+    alert: serde_json::Value,
+    by: String,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+async fn contain(
+    State(api): State<Api>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request: Contain = InputError::from_json(&body(raw)?)?;
+    let by = request.by.trim();
+    if by.is_empty() || by.len() > 128 || by.chars().any(char::is_control) {
+        return Err(InputError::new(
+            "by",
+            "must name the operator: 1 to 128 printable characters",
+        )
+        .into());
+    }
+    let alert =
+        Alert::from_json(request.alert.to_string().as_bytes()).map_err(|e| e.within("alert"))?;
+    let plan_request = if request.dry_run {
+        PlanRequest::DryRun
+    } else {
+        PlanRequest::Operator(by.to_string())
+    };
+    let mut submitted = api.engine.submit(alert, plan_request).await?;
+    if let Some(plan) = &submitted.plan {
+        if let Some(status) = api.engine.settled(&submitted.incident, &plan.id).await {
+            submitted.status = firebreak_containment::engine::Progress::Plan(status);
+        }
+    }
+    let detail = match &submitted.plan {
+        Some(plan) => api
+            .engine
+            .incident(&submitted.incident)
+            .await
+            .and_then(|i| i.plan(&plan.id).and_then(|p| p.detail.clone())),
+        None => None,
+    };
+    let mut answer = serde_json::to_value(&submitted).unwrap_or_default();
+    if let (Some(map), Some(detail)) = (answer.as_object_mut(), detail) {
+        map.insert("detail".into(), json!(detail));
+    }
+    Ok(Json(answer).into_response())
 }
 
 async fn post_kubescape(State(api): State<Api>, raw: Result<Bytes, BytesRejection>) -> Response {
@@ -288,7 +348,7 @@ async fn list_incidents(State(api): State<Api>) -> Response {
 
 async fn get_incident(
     State(api): State<Api>,
-    Path(id): Path<String>,
+    Path(id): Path<IncidentId>,
 ) -> Result<Response, ApiError> {
     let incident = api
         .engine
@@ -308,7 +368,7 @@ struct Approval {
 
 async fn approve(
     State(api): State<Api>,
-    Path(id): Path<String>,
+    Path(id): Path<IncidentId>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let approval: Approval = InputError::from_json(&body(raw)?)?;
@@ -321,15 +381,33 @@ async fn approve(
         .into_response())
 }
 
-async fn rollback(State(api): State<Api>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let status = api.engine.rollback(&id).await?;
+/// `{by?}`: who asked, journaled with the revert.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Rollback {
+    #[serde(default)]
+    by: Option<String>,
+}
+
+async fn rollback(
+    State(api): State<Api>,
+    Path(id): Path<IncidentId>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let raw = body(raw)?;
+    let request: Rollback = if raw.iter().all(u8::is_ascii_whitespace) {
+        Rollback::default()
+    } else {
+        InputError::from_json(&raw)?
+    };
+    let status: PlanStatus = api.engine.rollback(&id, request.by).await?;
     Ok(Json(json!({"incident": id, "status": status})).into_response())
 }
 
 async fn metrics(State(api): State<Api>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        api.engine.metrics().render(),
+        api.engine.render_metrics(),
     )
         .into_response()
 }

@@ -2,8 +2,10 @@
 //! targets (`fuzz/`) share them: config, engine assembly, HTTP API, alert sources, rendering.
 
 pub mod app;
+pub mod client;
 pub mod config;
 pub mod http;
 pub mod ingest;
+pub mod planes;
 pub mod render;
 pub mod sources;

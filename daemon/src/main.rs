@@ -6,14 +6,18 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
-use firebreak_containment::engine::Request;
+use firebreak_containment::engine::{Engine, Request, Submitted};
 use firebreak_containment::envelope::Envelope;
+use firebreak_containment::ids::IncidentId;
 use firebreak_containment::incident::PlanStatus;
 use firebreak_containment::runbook::Runbooks;
 use firebreak_containment::{AgentRef, Alert};
+use serde_json::{json, Value};
 
+use firebreak_daemon::client::Answer;
 use firebreak_daemon::config::Config;
-use firebreak_daemon::{app, http, ingest, render, sources};
+use firebreak_daemon::planes::Mode;
+use firebreak_daemon::{app, http, ingest, planes, render, sources};
 
 #[derive(Parser)]
 #[command(
@@ -53,7 +57,8 @@ enum Command {
         #[arg(long)]
         alert: PathBuf,
     },
-    /// Plan, apply and verify one alert now; running it is your approval of the plan.
+    /// Plan, apply and verify one alert now, through the running daemon; running it is your
+    /// approval of the plan (approval-only rungs still wait for `approve`).
     Contain {
         /// Alert JSON file, or - for stdin.
         #[arg(long)]
@@ -61,9 +66,24 @@ enum Command {
         /// Plan and journal a rehearsal; make no change at any control plane.
         #[arg(long)]
         dry_run: bool,
+        #[command(flatten)]
+        operator: Operator,
     },
-    /// Undo every action of an incident and verify the undo.
-    Rollback { id: String },
+    /// Approve the plan waiting on an incident (by the hash `incidents show` prints).
+    Approve {
+        id: IncidentId,
+        #[arg(long)]
+        plan_hash: String,
+        /// Who approves: journaled with the plan.
+        #[arg(long, env = "FIREBREAK_OPERATOR")]
+        by: String,
+    },
+    /// Undo every action of an incident and verify the undo, through the running daemon.
+    Rollback {
+        id: IncidentId,
+        #[command(flatten)]
+        operator: Operator,
+    },
     /// List or show incidents.
     Incidents {
         #[command(subcommand)]
@@ -92,6 +112,17 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct Operator {
+    /// Who acts: journaled with the plan or the revert.
+    #[arg(long, env = "FIREBREAK_OPERATOR")]
+    by: String,
+    /// Act on the data dir without the daemon (it must be stopped). Planes that enforce only
+    /// inside the daemon (the tool gateway, the policy feed) are left out.
+    #[arg(long)]
+    offline: bool,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum IngestFormat {
     /// Kubescape node-agent stdout exporter lines (`kubectl logs -f ds/node-agent -n kubescape`).
@@ -107,7 +138,7 @@ enum ContextCommand {
 #[derive(Subcommand)]
 enum IncidentsCommand {
     List,
-    Show { id: String },
+    Show { id: IncidentId },
 }
 
 #[derive(Subcommand)]
@@ -220,63 +251,93 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve => serve(config, paths).await,
         Command::Gateway => {
-            let built = app::engine(&config, &paths, true).await?;
+            let _lock = app::lock(&paths, "firebreak gateway")?;
+            let built = app::engine(&config, &paths, true, Mode::Daemon).await?;
             let (gateway, policy) = built.gateway.ok_or_else(|| {
                 BadInput("gateway is not configured; add a gateway: section to the config".into())
             })?;
-            built.engine.recover().await;
+            built.engine.recover();
             firebreak_tools::serve(gateway, policy).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan { alert } => {
             let alert = read_alert(&alert)?;
-            let engine = app::engine(&config, &paths, false).await?.engine;
+            let engine = app::engine(&config, &paths, false, Mode::Daemon)
+                .await?
+                .engine;
             let plan = engine.plan_only(&alert).await?;
             print(out, &plan, || render::plan(&plan));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Contain { alert, dry_run } => {
+        Command::Contain {
+            alert,
+            dry_run,
+            operator,
+        } => {
             let alert = read_alert(&alert)?;
-            let engine = app::engine(&config, &paths, false).await?.engine;
-            let request = if dry_run {
-                Request::DryRun
+            let answer = if operator.offline {
+                contain_offline(&config, &paths, alert, dry_run, &operator.by).await?
             } else {
-                Request::Operator(format!(
-                    "cli:{}",
-                    std::env::var("USER").unwrap_or_else(|_| "operator".into())
-                ))
+                let body = json!({"alert": alert, "by": operator.by, "dryRun": dry_run});
+                refused_as_bad_input(daemon(&config, &paths)?.post("/v1/contain", &body).await?)?
             };
-            let submitted = engine.submit(alert, request).await?;
-            let status = if submitted.status == PlanStatus::Applying {
-                engine
-                    .execute(&submitted.incident, &submitted.plan.id)
-                    .await?
-            } else {
-                submitted.status
-            };
-            let incident = engine.incident(&submitted.incident).await;
-            let json = serde_json::json!({"incident": submitted.incident, "status": status,
-                                          "deduplicated": submitted.deduplicated, "plan": submitted.plan});
-            print(out, &json, || {
+            let status: Option<PlanStatus> = serde_json::from_value(answer["status"].clone()).ok();
+            let plan: Option<firebreak_containment::Plan> =
+                serde_json::from_value(answer["plan"].clone()).ok();
+            print(out, &answer, || {
                 format!(
-                    "{}\nstatus: {}{}\n",
-                    render::plan(&submitted.plan),
-                    render::status(status),
-                    incident
-                        .and_then(|i| i.plan(&submitted.plan.id).and_then(|p| p.detail.clone()))
+                    "{}\nincident {}\nstatus: {}{}\n",
+                    plan.as_ref().map(render::plan).unwrap_or_default(),
+                    answer["incident"].as_str().unwrap_or("?"),
+                    status
+                        .map(render::status)
+                        .unwrap_or_else(|| "planning".into()),
+                    answer["detail"]
+                        .as_str()
                         .map(|d| format!(" ({d})"))
                         .unwrap_or_default()
                 )
             });
             Ok(match status {
-                PlanStatus::Contained | PlanStatus::DryRun => ExitCode::SUCCESS,
+                Some(PlanStatus::Contained | PlanStatus::DryRun) => ExitCode::SUCCESS,
                 _ => ExitCode::from(EXIT_NOT_CONTAINED),
             })
         }
-        Command::Rollback { id } => {
-            let engine = app::engine(&config, &paths, false).await?.engine;
-            let status = engine.rollback(&id).await?;
-            let json = serde_json::json!({"incident": id, "status": status});
+        Command::Approve { id, plan_hash, by } => {
+            let body = json!({"planHash": plan_hash, "by": by});
+            let answer = refused_as_bad_input(
+                daemon(&config, &paths)?
+                    .post(&format!("/v1/incidents/{id}/approve"), &body)
+                    .await?,
+            )?;
+            print(out, &answer, || {
+                format!(
+                    "{id}: plan {} approved by {by}; it executes now (follow it with `firebreak incidents show {id}`)\n",
+                    answer["plan"].as_str().unwrap_or("?")
+                )
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rollback { id, operator } => {
+            let status = if operator.offline {
+                let _lock = app::lock(&paths, "firebreak rollback --offline")?;
+                let engine = offline_engine(&config, &paths).await?;
+                let status = engine.rollback(&id, Some(operator.by.clone())).await;
+                engine.shutdown();
+                status?
+            } else {
+                let answer = refused_as_bad_input(
+                    daemon(&config, &paths)?
+                        .post(
+                            &format!("/v1/incidents/{id}/rollback"),
+                            &json!({"by": operator.by}),
+                        )
+                        .await?,
+                )?;
+                serde_json::from_value(answer["status"].clone())
+                    .context("the daemon's rollback answer has no status")?
+            };
+            let json = json!({"incident": id, "status": status});
             print(out, &json, || format!("{id}: {}\n", render::status(status)));
             Ok(match status {
                 PlanStatus::Reverted
@@ -287,11 +348,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Incidents { command } => {
-            let engine = app::engine(&config, &paths, false).await?.engine;
+            let engine = app::engine(&config, &paths, false, Mode::Offline)
+                .await?
+                .engine;
             match command {
                 IncidentsCommand::List => {
                     let incidents = engine.incidents().await;
-                    let json = serde_json::json!({"incidents": incidents.iter().map(http::summary).collect::<Vec<_>>()});
+                    let json = json!({"incidents": incidents.iter().map(http::summary).collect::<Vec<_>>()});
                     print(out, &json, || render::incident_list(&incidents));
                 }
                 IncidentsCommand::Show { id } => {
@@ -334,7 +397,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Runbook {
             command: RunbookCommand::Check { dir },
         } => {
-            let runbooks = Runbooks::load_dir(&dir).map_err(|e| BadInput(e.to_string()))?;
+            let kinds = planes::all_kinds()?;
+            let runbooks = Runbooks::load_dir(&dir, &kinds).map_err(|e| BadInput(e.to_string()))?;
             let json = serde_json::json!({"ok": true, "rules": runbooks.rules()});
             print(out, &json, || {
                 format!(
@@ -348,14 +412,72 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The daemon of this config, as an API client.
+fn daemon(config: &Config, paths: &app::Paths) -> anyhow::Result<ingest::Target> {
+    ingest::Target::of(config.listen, &paths.token, config.api.max_body_bytes)
+}
+
+/// The daemon's 4xx is the user's mistake (exit code 2), named by field.
+fn refused_as_bad_input(answer: Answer) -> anyhow::Result<Value> {
+    match answer {
+        Answer::Ok(value) => Ok(value),
+        Answer::Refused { field, reason } if field.is_empty() => Err(BadInput(reason).into()),
+        Answer::Refused { field, reason } => Err(BadInput(format!("{field}: {reason}")).into()),
+    }
+}
+
+/// An engine on the data dir for `--offline`: planes that enforce only inside the daemon are
+/// left out, and the caller holds the data dir's lock.
+async fn offline_engine(config: &Config, paths: &app::Paths) -> anyhow::Result<Engine> {
+    let built = app::engine(config, paths, false, Mode::Offline).await?;
+    if !built.daemon_only.is_empty() {
+        eprintln!(
+            "firebreak: --offline leaves out {} (they enforce only inside the running daemon)",
+            built.daemon_only.join(", ")
+        );
+    }
+    Ok(built.engine)
+}
+
+async fn contain_offline(
+    config: &Config,
+    paths: &app::Paths,
+    alert: Alert,
+    dry_run: bool,
+    by: &str,
+) -> anyhow::Result<Value> {
+    let _lock = app::lock(paths, "firebreak contain --offline")?;
+    let engine = offline_engine(config, paths).await?;
+    let request = if dry_run {
+        Request::DryRun
+    } else {
+        Request::Operator(by.to_string())
+    };
+    let result = async {
+        let mut submitted: Submitted = engine.submit(alert, request).await?;
+        if let Some(plan) = &submitted.plan {
+            if let Some(status) = engine.settled(&submitted.incident, &plan.id).await {
+                submitted.status = firebreak_containment::engine::Progress::Plan(status);
+            }
+        }
+        anyhow::Ok(serde_json::to_value(&submitted)?)
+    }
+    .await;
+    engine.shutdown();
+    result
+}
+
 async fn serve(config: Config, paths: app::Paths) -> anyhow::Result<ExitCode> {
+    let _lock = app::lock(&paths, "firebreak serve")?;
     let token = app::api_token(&paths.token)?;
     let app::Built {
         engine,
         gateway,
         feed,
-    } = app::engine(&config, &paths, true).await?;
-    engine.recover().await;
+        ..
+    } = app::engine(&config, &paths, true, Mode::Daemon).await?;
+    let resumed = engine.recover();
+    tracing::info!(incidents = resumed.len(), "incidents resumed");
     if let Some((gateway, policy)) = gateway {
         tracing::info!(addr = %gateway.listen, "MCP tool gateway serving");
         tokio::spawn(async move {
@@ -377,7 +499,7 @@ async fn serve(config: Config, paths: app::Paths) -> anyhow::Result<ExitCode> {
     }
     let mut router = http::router(
         http::Api {
-            engine,
+            engine: engine.clone(),
             token: Arc::from(token),
             sources,
         },
@@ -400,11 +522,31 @@ async fn serve(config: Config, paths: app::Paths) -> anyhow::Result<ExitCode> {
         let _ = tcp.set_nodelay(true);
     });
     axum::serve(listener, router)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(stopped())
         .await?;
+    // Work in flight is journaled: the next start resumes it.
+    engine.shutdown();
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGINT or SIGTERM (what `kill PID` and Kubernetes send).
+async fn stopped() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM; stop with SIGINT");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+    tracing::info!("stopping");
 }
 
 async fn envelope(
@@ -518,7 +660,9 @@ async fn envelope(
             let envelope = Envelope::from_yaml(&text)
                 .map_err(|e| BadInput(format!("{}: {e}", file.display())))?;
             let agent: &AgentRef = &envelope.spec.agent;
-            let engine = app::engine(config, paths, false).await?.engine;
+            let engine = app::engine(config, paths, false, Mode::Offline)
+                .await?
+                .engine;
             if engine.has_open_incident(agent).await {
                 bail!(BadInput(format!(
                     "{} has an open incident: its envelope is frozen until the incident is rolled back or expires",

@@ -27,7 +27,7 @@ pub fn plan(p: &Plan) -> String {
     let _ = writeln!(
         out,
         "breach     {}: {}",
-        p.dimension,
+        p.dimension(),
         p.parameter.describe()
     );
     let _ = writeln!(out, "mode       {} ({})", p.mode.as_str(), p.mode_reason);
@@ -112,7 +112,8 @@ pub fn incident_list(incidents: &[Incident]) -> String {
 pub fn incident(i: &Incident) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "incident {}  status {}", i.id, status(i.status()));
-    let _ = writeln!(out, "alerts   {}", i.alerts.join(", "));
+    let alerts: Vec<&str> = i.alerts.iter().map(|a| a.id.as_str()).collect();
+    let _ = writeln!(out, "alerts   {}", alerts.join(", "));
     for e in &i.escalations {
         let _ = writeln!(out, "escalated: {e}");
     }
@@ -121,7 +122,7 @@ pub fn incident(i: &Incident) -> String {
             out,
             "\n== {}: {}{}{}",
             p.plan.id,
-            status(p.status),
+            status(p.status()),
             p.approved_by
                 .as_ref()
                 .map(|b| format!(", approved by {b}"))

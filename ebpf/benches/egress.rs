@@ -25,10 +25,10 @@ use anyhow::{Context, Result};
 use aya::programs::loaded_programs;
 use aya::sys::{enable_stats, Stats};
 use common::{
-    alert, config, envelope, leave_to, own_cgroup, plan, setup_or_skip, Pins, TestCgroup,
+    alert, config, envelope, leave_to, own_cgroup, plan, setup_or_skip, Drive, Pins, TestCgroup,
 };
 use firebreak_containment::plan::Candidate;
-use firebreak_containment::surface::ControlPlane;
+
 use firebreak_ebpf::EgressPlane;
 
 const CONNECTS: usize = 10_000;

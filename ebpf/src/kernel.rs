@@ -419,7 +419,7 @@ impl Kernel {
                 .map_err(kernel_error(format!("opening cgroup {}", path.display())))?;
             let doing = || format!("attaching {name} to cgroup {}", path.display());
             let prog = program(&mut self.ebpf, name)?;
-            // Single is the only mode this kernel accepts for cgroup links (DESIGN §5).
+            // Single is the only mode this kernel accepts for cgroup links (docs/ARCHITECTURE.md §Planes).
             let id = prog
                 .attach(&file, CgroupAttachMode::Single)
                 .map_err(kernel_error(doing()))?;

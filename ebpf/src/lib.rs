@@ -1,4 +1,4 @@
-//! Firebreak's kernel enforcement point (DESIGN §5 "Kernel") and the `network` control plane.
+//! Firebreak's kernel enforcement point (docs/ARCHITECTURE.md §Planes) and the `network` control plane.
 //!
 //! `cgroup/connect4`, `connect6`, `sendmsg4` and `sendmsg6` programs (C in `bpf/`, compiled by
 //! clang at build time, loaded with `aya` 0.14) refuse destinations listed in a deny map keyed by
@@ -18,10 +18,10 @@ pub mod plane;
 
 use std::path::PathBuf;
 
-use firebreak_containment::surface::SurfaceError;
+use firebreak_containment::plane::PlaneError;
 
 pub use config::EgressConfig;
-pub use plane::{ActionSpec, DenyEntry, EgressPlane, Scope};
+pub use plane::{DenyEntry, EgressPlane, EgressSpec, Scope, BLOCK_EGRESS, ISOLATE_WORKLOAD};
 
 /// Names this control plane in errors and plans.
 pub const PLANE: &str = "eBPF egress";
@@ -56,27 +56,23 @@ pub enum EgressError {
     },
     #[error("parameter.destination {value:?}: {reason}")]
     Destination { value: String, reason: String },
-    #[error(
-        "the journaled spec of {kind} is not an egress action ({detail}); re-plan the incident"
-    )]
-    Spec { kind: String, detail: String },
 }
 
-impl From<EgressError> for SurfaceError {
-    fn from(e: EgressError) -> SurfaceError {
+impl From<EgressError> for PlaneError {
+    fn from(e: EgressError) -> PlaneError {
         let detail = e.to_string();
         match e {
-            EgressError::Kernel { .. } => SurfaceError::Refused {
+            EgressError::Kernel { .. } => PlaneError::Refused {
                 plane: PLANE,
                 detail,
             },
             EgressError::CgroupVanished { .. } | EgressError::CgroupReplaced { .. } => {
-                SurfaceError::Conflict {
+                PlaneError::Conflict {
                     plane: PLANE,
                     detail,
                 }
             }
-            _ => SurfaceError::Invalid {
+            _ => PlaneError::Invalid {
                 plane: PLANE,
                 detail,
             },

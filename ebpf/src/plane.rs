@@ -6,12 +6,13 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use firebreak_containment::action::{ActionKind, Surface};
 use firebreak_containment::agent::AgentRef;
-use firebreak_containment::alert::{Dimension, Parameter};
-use firebreak_containment::plan::{BlastRadius, Candidate, Enforcement};
-use firebreak_containment::surface::{
-    ControlPlane, Observation, Op, PlanInput, Step, SurfaceError,
+use firebreak_containment::alert::Parameter;
+use firebreak_containment::ids::IncidentId;
+use firebreak_containment::plan::{BlastRadius, Enforcement};
+use firebreak_containment::plane::{
+    Change, Check, KindSpec, Observation, Outcome, PlanInput, Plane, PlaneError, Proposal, Route,
+    Verification,
 };
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +39,21 @@ pub struct DenyEntry {
     pub holders: u32,
 }
 
+pub static BLOCK_EGRESS: KindSpec = KindSpec {
+    name: "network.block_egress",
+    ladder: "network",
+    rung: 0,
+    approval_only: false,
+    enforcement: Enforcement::Immediate,
+};
+pub static ISOLATE_WORKLOAD: KindSpec = KindSpec {
+    name: "network.isolate_workload",
+    ladder: "network",
+    rung: 1,
+    approval_only: true,
+    enforcement: Enforcement::Immediate,
+};
+
 /// Which rung an action is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -53,8 +69,8 @@ pub enum Scope {
 /// on `network.isolate_workload` (`scope: workload`) they still name the breach, while the
 /// block covers every destination.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ActionSpec {
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EgressSpec {
     /// The agent key, `cluster/namespace/Kind/name`.
     pub agent: String,
     /// The breached address, canonical form.
@@ -62,23 +78,14 @@ pub struct ActionSpec {
     /// The breached port; `null` = every port.
     pub port: Option<u16>,
     pub scope: Scope,
-    pub incident: String,
+    pub incident: IncidentId,
     /// The cgroups the block applies to, as resolved when planned.
     pub cgroups: Vec<Cgroup>,
     /// The durable form: a CiliumNetworkPolicy (YAML) to apply with `kubectl apply -f -`.
     pub durable_policy: String,
 }
 
-impl ActionSpec {
-    pub fn from_candidate(c: &Candidate) -> Result<ActionSpec, EgressError> {
-        let spec: ActionSpec =
-            serde_json::from_value(c.spec.clone()).map_err(|e| EgressError::Spec {
-                kind: c.kind.to_string(),
-                detail: e.to_string(),
-            })?;
-        Ok(spec)
-    }
-
+impl EgressSpec {
     fn blocked(&self) -> Result<Blocked, EgressError> {
         Ok(match self.scope {
             Scope::Destination => Blocked::One(Destination::parse(&self.destination, self.port)?),
@@ -163,68 +170,61 @@ impl EgressPlane {
         })
     }
 
-    fn dispatch(&self, action: &Candidate, op: Op) -> Result<Step, EgressError> {
-        let spec = ActionSpec::from_candidate(action)?;
+    fn change(&self, spec: &EgressSpec, change: Change) -> Result<Outcome, EgressError> {
         let blocked = spec.blocked()?;
-        let incident = incident_id(&spec.incident);
+        let incident = incident_id(spec.incident.as_str());
         let what = blocked_text(blocked);
         let n = spec.cgroups.len();
-        match op {
-            Op::Apply | Op::Revert => {
-                let apply = op == Op::Apply;
-                if apply {
-                    // Every cgroup is checked before the first write: a plan for processes that
-                    // are gone or were replaced is refused whole.
-                    for cgroup in &spec.cgroups {
-                        cgroups::check(&self.root, cgroup)?;
-                    }
-                }
-                let mut kernel = self.kernel();
-                let mut changed = false;
-                for cgroup in &spec.cgroups {
-                    let key = DenyKey::new(cgroup.id, blocked);
-                    changed |= if apply {
-                        kernel.hold(&self.root, cgroup, key, incident)?
-                    } else {
-                        kernel.release(cgroup.id, key, incident)?
-                    };
-                }
-                let (detail, already) = if apply {
-                    (
-                        format!(
-                            "egress to {what} denied for {} in {n} cgroup(s)",
-                            spec.agent
-                        ),
-                        "already in force",
-                    )
-                } else {
-                    (
-                        format!(
-                            "egress to {what} restored for {} in {n} cgroup(s) (entries other incidents hold stay)",
-                            spec.agent
-                        ),
-                        "already reverted",
-                    )
-                };
-                Ok(if changed {
-                    Step::changed(detail)
-                } else {
-                    Step::unchanged(format!("{detail} ({already})"))
-                })
+        let apply = change == Change::Apply;
+        if apply {
+            // Every cgroup is checked before the first write: a plan for processes that are
+            // gone or were replaced is refused whole.
+            for cgroup in &spec.cgroups {
+                cgroups::check(&self.root, cgroup)?;
             }
-            Op::Verify => self.verify(&spec, blocked, incident),
-            Op::VerifyReverted => self.verify_reverted(&spec, blocked, incident),
         }
+        let mut kernel = self.kernel();
+        let mut changed = false;
+        for cgroup in &spec.cgroups {
+            let key = DenyKey::new(cgroup.id, blocked);
+            changed |= if apply {
+                kernel.hold(&self.root, cgroup, key, incident)?
+            } else {
+                kernel.release(cgroup.id, key, incident)?
+            };
+        }
+        let (detail, already) = if apply {
+            (
+                format!(
+                    "egress to {what} denied for {} in {n} cgroup(s)",
+                    spec.agent
+                ),
+                "already in force",
+            )
+        } else {
+            (
+                format!(
+                    "egress to {what} restored for {} in {n} cgroup(s) (entries other incidents hold stay)",
+                    spec.agent
+                ),
+                "already reverted",
+            )
+        };
+        Ok(if changed {
+            Outcome::changed(detail)
+        } else {
+            Outcome::unchanged(format!("{detail} ({already})"))
+        })
     }
 
     /// Reads the pinned maps and links back from bpffs: the entry and this incident's hold for
     /// every cgroup, the cgroup watched, all four hooks attached, the cgroup still there.
     fn verify(
         &self,
-        spec: &ActionSpec,
+        spec: &EgressSpec,
         blocked: Blocked,
         incident: u64,
-    ) -> Result<Step, EgressError> {
+    ) -> Result<Verification, EgressError> {
         let maps = Maps::open(&self.config.bpffs)?;
         let mut problems = Vec::new();
         for cgroup in &spec.cgroups {
@@ -271,10 +271,10 @@ impl EgressPlane {
     /// and a cgroup without entries must have no hook attached.
     fn verify_reverted(
         &self,
-        spec: &ActionSpec,
+        spec: &EgressSpec,
         blocked: Blocked,
         incident: u64,
-    ) -> Result<Step, EgressError> {
+    ) -> Result<Verification, EgressError> {
         let maps = Maps::open(&self.config.bpffs)?;
         let entries = maps.entries()?;
         let mut problems = Vec::new();
@@ -325,11 +325,11 @@ fn blocked_text(blocked: Blocked) -> String {
     }
 }
 
-fn check(problems: Vec<String>, ok: String) -> Step {
+fn check(problems: Vec<String>, ok: String) -> Verification {
     if problems.is_empty() {
-        Step::ok(ok)
+        Verification::ok(ok)
     } else {
-        Step::failed(problems.join("; "))
+        Verification::failed(problems.join("; "))
     }
 }
 
@@ -363,8 +363,8 @@ struct EgressState {
     already_denied: Vec<String>,
 }
 
-impl Observation for EgressState {
-    fn candidates(&self, input: &PlanInput<'_>) -> Result<Vec<Candidate>, SurfaceError> {
+impl Observation<EgressSpec> for EgressState {
+    fn candidates(&self, input: &PlanInput<'_>) -> Result<Vec<Proposal<EgressSpec>>, PlaneError> {
         let agent = &input.alert.agent;
         let key = agent.key().to_string();
         let d = self.destination;
@@ -409,19 +409,15 @@ impl Observation for EgressState {
                 self.already_denied.join(", ")
             ));
         }
-        let spec = |scope: Scope| -> Result<serde_json::Value, SurfaceError> {
-            let spec = ActionSpec {
+        let spec = |scope: Scope| -> Result<EgressSpec, PlaneError> {
+            Ok(EgressSpec {
                 agent: key.clone(),
                 destination: d.ip.to_string(),
                 port: d.port,
                 scope,
-                incident: input.incident.to_string(),
+                incident: input.incident.clone(),
                 cgroups: self.cgroups.clone(),
-                durable_policy: cilium_policy(agent, input.incident, d, scope)?,
-            };
-            serde_json::to_value(&spec).map_err(|e| SurfaceError::Invalid {
-                plane: PLANE,
-                detail: format!("cannot encode the action spec: {e}"),
+                durable_policy: cilium_policy(agent, input.incident.as_str(), d, scope)?,
             })
         };
         let verify = |what: &str| {
@@ -432,31 +428,27 @@ impl Observation for EgressState {
             "cuts every connect() and UDP send of the workload: DNS, loopback and in-cluster services too".into(),
         );
         Ok(vec![
-            Candidate {
-                kind: ActionKind::NetworkBlockEgress,
-                target: target.clone(),
-                granularity: format!("one destination ({d}) for {key} only, {n} cgroup(s)"),
+            Proposal {
                 blast_radius: radius,
-                blocks: true,
                 inverse: inverse.clone(),
                 verify: verify(&format!("the entry for {d}")),
-                enforcement: Enforcement::Immediate,
-                rejected: None,
                 notes,
-                spec: spec(Scope::Destination)?,
+                ..Proposal::new(
+                    target.clone(),
+                    format!("one destination ({d}) for {key} only, {n} cgroup(s)"),
+                    spec(Scope::Destination)?,
+                )
             },
-            Candidate {
-                kind: ActionKind::NetworkIsolateWorkload,
-                target,
-                granularity: format!("every destination for {key}, {n} cgroup(s)"),
+            Proposal {
                 blast_radius: everything,
-                blocks: true,
                 inverse,
                 verify: verify("the every-destination entry"),
-                enforcement: Enforcement::Immediate,
-                rejected: None,
                 notes: isolate_notes,
-                spec: spec(Scope::Workload)?,
+                ..Proposal::new(
+                    target,
+                    format!("every destination for {key}, {n} cgroup(s)"),
+                    spec(Scope::Workload)?,
+                )
             },
         ])
     }
@@ -469,7 +461,7 @@ fn cilium_policy(
     incident: &str,
     d: Destination,
     scope: Scope,
-) -> Result<String, SurfaceError> {
+) -> Result<String, PlaneError> {
     let (suffix, rule) = match scope {
         Scope::Destination => {
             let cidr = match d.ip {
@@ -499,7 +491,7 @@ fn cilium_policy(
             "egressDeny": [rule],
         },
     });
-    serde_yaml::to_string(&policy).map_err(|e| SurfaceError::Invalid {
+    serde_yaml::to_string(&policy).map_err(|e| PlaneError::Invalid {
         plane: PLANE,
         detail: format!("cannot render the CiliumNetworkPolicy: {e}"),
     })
@@ -522,25 +514,44 @@ fn k8s_name(raw: &str) -> String {
 }
 
 #[async_trait]
-impl ControlPlane for EgressPlane {
-    fn surface(&self) -> Surface {
-        Surface::Network
+impl Plane for EgressPlane {
+    const KEY: &'static str = "network";
+    const ROUTE: Route = Route::Network;
+    const KINDS: &'static [&'static KindSpec] = &[&BLOCK_EGRESS, &ISOLATE_WORKLOAD];
+    type Spec = EgressSpec;
+
+    fn kind_of(spec: &EgressSpec) -> &'static KindSpec {
+        match spec.scope {
+            Scope::Destination => &BLOCK_EGRESS,
+            Scope::Workload => &ISOLATE_WORKLOAD,
+        }
     }
 
     fn handles(&self, input: &PlanInput<'_>) -> bool {
-        input.alert.dimension == Dimension::Network
-            && self
-                .config
-                .workloads
-                .contains_key(&input.alert.agent.key().to_string())
+        self.config
+            .workloads
+            .contains_key(&input.alert.agent.key().to_string())
     }
 
-    async fn observe(&self, input: &PlanInput<'_>) -> Result<Box<dyn Observation>, SurfaceError> {
+    async fn observe(
+        &self,
+        input: &PlanInput<'_>,
+    ) -> Result<Box<dyn Observation<EgressSpec>>, PlaneError> {
         Ok(Box::new(self.observe_state(input)?))
     }
 
-    async fn run(&self, action: &Candidate, op: Op) -> Result<Step, SurfaceError> {
-        Ok(self.dispatch(action, op)?)
+    async fn change(&self, spec: &EgressSpec, change: Change) -> Result<Outcome, PlaneError> {
+        Ok(EgressPlane::change(self, spec, change)?)
+    }
+
+    /// Reads the pinned maps and links back from bpffs: what the kernel hooks consult.
+    async fn check(&self, spec: &EgressSpec, check: Check) -> Result<Verification, PlaneError> {
+        let blocked = spec.blocked()?;
+        let incident = incident_id(spec.incident.as_str());
+        Ok(match check {
+            Check::Applied => self.verify(spec, blocked, incident)?,
+            Check::Reverted => self.verify_reverted(spec, blocked, incident)?,
+        })
     }
 
     fn verify_deadline(&self) -> Duration {
@@ -550,7 +561,8 @@ impl ControlPlane for EgressPlane {
 
 #[cfg(test)]
 mod tests {
-    use firebreak_containment::{Alert, Envelope};
+    use firebreak_containment::plane::candidate_of;
+    use firebreak_containment::{Alert, Candidate, Envelope};
 
     use super::*;
 
@@ -564,6 +576,7 @@ mod tests {
         "      - {destination: 10.0.0.7, port: 443, closure: literal, count: 1, sessions: 1}\n",
     );
 
+    /// The candidates as the engine journals them (through the plane adapter).
     fn candidates(destination: &str, port: Option<u16>) -> Vec<Candidate> {
         let envelope = Envelope::from_yaml(ENVELOPE).expect("envelope");
         let alert = Alert::from_json(
@@ -576,7 +589,8 @@ mod tests {
         )
         .expect("alert");
         let input = PlanInput {
-            incident: "INC_42",
+            incident: &"INC_42".into(),
+            plan: &"INC_42-p1".into(),
             alert: &alert,
             envelope: &envelope,
         };
@@ -588,17 +602,22 @@ mod tests {
             }],
             already_denied: vec![],
         };
-        state.candidates(&input).expect("candidates")
+        state
+            .candidates(&input)
+            .expect("candidates")
+            .into_iter()
+            .map(|p| candidate_of::<EgressPlane>(p).expect("encodes"))
+            .collect()
     }
 
     #[test]
     fn outside_destination_breaks_nothing_and_isolation_breaks_everything() {
         let c = candidates("203.0.113.9", Some(443));
-        assert_eq!(c[0].kind, ActionKind::NetworkBlockEgress);
+        assert_eq!(c[0].kind, BLOCK_EGRESS);
         assert_eq!(c[0].blast_radius.broken, 0);
         // A host name on the same port may resolve to the address: undetermined, not zero.
         assert_eq!(c[0].blast_radius.undetermined.len(), 1);
-        assert_eq!(c[1].kind, ActionKind::NetworkIsolateWorkload);
+        assert_eq!(c[1].kind, ISOLATE_WORKLOAD);
         assert_eq!(c[1].blast_radius.broken, 3, "{:?}", c[1].blast_radius);
         assert!(c.iter().all(|c| c.enforcement == Enforcement::Immediate));
     }
@@ -641,7 +660,8 @@ mod tests {
             serde_yaml::from_str(every_port[1].spec["durablePolicy"].as_str().expect("yaml"))
                 .expect("parses");
         assert_eq!(isolate["spec"]["egressDeny"][0]["toEntities"][0], "all");
-        let parsed = ActionSpec::from_candidate(&every_port[0]).expect("round trip");
+        let parsed: EgressSpec =
+            serde_json::from_value(every_port[0].spec.clone()).expect("round trip");
         assert_eq!(
             parsed.blocked().expect("blocked"),
             Blocked::One(Destination::parse("10.9.9.9", None).expect("d"))
@@ -652,7 +672,7 @@ mod tests {
     fn a_broken_spec_is_a_precise_error() {
         let mut c = candidates("10.9.9.9", None).remove(0);
         c.spec["cgroups"] = serde_json::json!("nope");
-        let e = ActionSpec::from_candidate(&c).expect_err("bad spec");
-        assert!(e.to_string().contains("network.block_egress"), "{e}");
+        let e = serde_json::from_value::<EgressSpec>(c.spec).expect_err("bad spec");
+        assert!(e.to_string().contains("expected a sequence"), "{e}");
     }
 }

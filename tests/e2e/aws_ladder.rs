@@ -3,17 +3,23 @@
 //! Identity APIs). Each test seeds its own role (unique names) on the binary's one moto and
 //! starts its own EKS fake, so IAM writes are counted per role and EKS writes per fake.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_iam::config::{Credentials, SharedCredentialsProvider};
+use firebreak_aws::rungs::{
+    DELETE_INLINE_POLICY, DELETE_POD_IDENTITY_ASSOCIATION, INLINE_DENY, REVOKE_SESSIONS, TRUST_DENY,
+};
 use firebreak_aws::{AwsConfig, AwsIam, EksConfig};
-use firebreak_containment::action::ActionKind;
 use firebreak_containment::plan::Candidate;
-use firebreak_containment::surface::{ControlPlane, PlanInput, SurfaceError};
+use firebreak_containment::plane::{
+    erase, Change, Check, DynPlane, FaultKind, KindSpec, PlanInput, PlaneError,
+};
 use firebreak_containment::{Alert, Envelope};
+use firebreak_containment::{IncidentId, PlanId};
 use firebreak_e2e::eks_api::EksApi;
 use firebreak_e2e::moto::{self, Moto, ACCESS_KEY_ID, ACCOUNT_ID, REGION, SECRET_ACCESS_KEY};
 use firebreak_e2e::{decode_policy, seed_role};
@@ -102,11 +108,11 @@ fn sdk(retry: RetryConfig) -> SdkConfig {
         .build()
 }
 
-fn plane(moto: &Moto, eks: Option<(&EksApi, &str)>) -> AwsIam {
+fn plane(moto: &Moto, eks: Option<(&EksApi, &str)>) -> Arc<dyn DynPlane> {
     plane_with(sdk(RetryConfig::standard()), moto, eks)
 }
 
-fn plane_with(sdk: SdkConfig, moto: &Moto, eks: Option<(&EksApi, &str)>) -> AwsIam {
+fn plane_with(sdk: SdkConfig, moto: &Moto, eks: Option<(&EksApi, &str)>) -> Arc<dyn DynPlane> {
     let iam = AwsIam::from_sdk_config(
         &sdk,
         &AwsConfig {
@@ -115,17 +121,18 @@ fn plane_with(sdk: SdkConfig, moto: &Moto, eks: Option<(&EksApi, &str)>) -> AwsI
             verify_deadline: Duration::from_secs(5),
         },
     );
-    match eks {
+    erase(match eks {
         Some((fake, cluster)) => iam.with_eks(&EksConfig {
             cluster: cluster.into(),
             endpoint: Some(fake.url()),
         }),
         None => iam,
-    }
+    })
 }
 
 struct Agent {
-    incident: String,
+    incident: IncidentId,
+    plan: PlanId,
     envelope: Envelope,
     alert: Alert,
 }
@@ -133,7 +140,8 @@ struct Agent {
 impl Agent {
     fn new(name: &str, names_role: bool) -> Agent {
         Agent {
-            incident: format!("inc-{name}"),
+            incident: format!("inc-{name}").into(),
+            plan: format!("inc-{name}-p1").into(),
             envelope: envelope(name, names_role),
             alert: alert(name),
         }
@@ -142,24 +150,22 @@ impl Agent {
     fn input(&self) -> PlanInput<'_> {
         PlanInput {
             incident: &self.incident,
+            plan: &self.plan,
             alert: &self.alert,
             envelope: &self.envelope,
         }
     }
 
-    async fn plan(&self, plane: &AwsIam) -> Result<Vec<Candidate>, SurfaceError> {
-        plane
-            .observe(&self.input())
-            .await?
-            .candidates(&self.input())
+    async fn plan(&self, plane: &Arc<dyn DynPlane>) -> Result<Vec<Candidate>, PlaneError> {
+        plane.candidates(&self.input()).await
     }
 }
 
-fn find(candidates: &[Candidate], kind: ActionKind) -> Result<&Candidate> {
+fn find<'c>(candidates: &'c [Candidate], kind: &KindSpec) -> Result<&'c Candidate> {
     candidates
         .iter()
         .find(|c| c.kind == kind)
-        .ok_or_else(|| anyhow!("no {kind} candidate among {candidates:#?}"))
+        .ok_or_else(|| anyhow!("no {} candidate among {candidates:#?}", kind.name))
 }
 
 async fn trust_of(iam: &aws_sdk_iam::Client, role: &str) -> Result<Value> {
@@ -202,30 +208,30 @@ async fn role_writes(moto: &Moto, role: &str) -> Result<usize> {
 
 /// Apply (changed), apply again (unchanged), verify, revert (changed), revert again
 /// (unchanged), verify reverted: the contract every action meets.
-async fn full_cycle(plane: &AwsIam, action: &Candidate) -> Result<()> {
+async fn full_cycle(plane: &Arc<dyn DynPlane>, action: &Candidate) -> Result<()> {
     assert!(
-        plane.apply(action).await?.changed,
+        plane.change(action, Change::Apply).await?.changed,
         "{} applies",
         action.kind
     );
     assert!(
-        !plane.apply(action).await?.changed,
+        !plane.change(action, Change::Apply).await?.changed,
         "{} applied again is unchanged",
         action.kind
     );
-    let v = plane.verify(action).await?;
+    let v = plane.check(action, Check::Applied).await?;
     assert!(v.ok, "{} verifies: {}", action.kind, v.detail);
     assert!(
-        plane.revert(action).await?.changed,
+        plane.change(action, Change::Revert).await?.changed,
         "{} reverts",
         action.kind
     );
     assert!(
-        !plane.revert(action).await?.changed,
+        !plane.change(action, Change::Revert).await?.changed,
         "{} reverted again is unchanged",
         action.kind
     );
-    let v = plane.verify_reverted(action).await?;
+    let v = plane.check(action, Check::Reverted).await?;
     assert!(v.ok, "{} verifies reverted: {}", action.kind, v.detail);
     Ok(())
 }
@@ -240,10 +246,10 @@ async fn revoke_sessions_is_rejected_before_a_trust_cut_and_applied_after_it() -
     let agent = Agent::new(name, true);
 
     let before = agent.plan(&plane).await?;
-    let revoke = find(&before, ActionKind::AwsRevokeSessions)?;
+    let revoke = find(&before, &REVOKE_SESSIONS)?;
     let reason = revoke.rejected.as_deref().unwrap_or_default();
     assert!(reason.contains("only after a trust cut"), "{reason}");
-    let deny = find(&before, ActionKind::AwsInlineDeny)?;
+    let deny = find(&before, &INLINE_DENY)?;
     assert!(
         deny.spec["statements"]
             .as_array()
@@ -259,10 +265,10 @@ async fn revoke_sessions_is_rejected_before_a_trust_cut_and_applied_after_it() -
         deny.notes
     );
 
-    let trust_deny = find(&before, ActionKind::AwsTrustDeny)?.clone();
-    assert!(plane.apply(&trust_deny).await?.changed);
+    let trust_deny = find(&before, &TRUST_DENY)?.clone();
+    assert!(plane.change(&trust_deny, Change::Apply).await?.changed);
     let after = agent.plan(&plane).await?;
-    let revoke = find(&after, ActionKind::AwsRevokeSessions)?.clone();
+    let revoke = find(&after, &REVOKE_SESSIONS)?.clone();
     assert_eq!(revoke.rejected, None, "allowed once the link is cut");
     assert!(revoke.blocks);
     assert!(
@@ -276,7 +282,7 @@ async fn revoke_sessions_is_rejected_before_a_trust_cut_and_applied_after_it() -
 
     let policy = format!("firebreak-revoke-{}", agent.incident);
     let t0 = std::time::SystemTime::now();
-    assert!(plane.apply(&revoke).await?.changed);
+    assert!(plane.change(&revoke, Change::Apply).await?.changed);
     let doc = inline_of(&iam, name, &policy)
         .await?
         .ok_or_else(|| anyhow!("{policy} was not put"))?;
@@ -300,18 +306,21 @@ async fn revoke_sessions_is_rejected_before_a_trust_cut_and_applied_after_it() -
         (applied..=applied + 5).contains(&cutoff.secs()),
         "the cut-off is the moment of apply: {cutoff} vs {applied}"
     );
-    assert!(!plane.apply(&revoke).await?.changed, "idempotent");
-    let v = plane.verify(&revoke).await?;
-    assert!(v.ok, "{}", v.detail);
-    assert!(plane.revert(&revoke).await?.changed);
     assert!(
-        !plane.revert(&revoke).await?.changed,
+        !plane.change(&revoke, Change::Apply).await?.changed,
+        "idempotent"
+    );
+    let v = plane.check(&revoke, Check::Applied).await?;
+    assert!(v.ok, "{}", v.detail);
+    assert!(plane.change(&revoke, Change::Revert).await?.changed);
+    assert!(
+        !plane.change(&revoke, Change::Revert).await?.changed,
         "NoSuchEntity = already reverted"
     );
-    assert!(plane.verify_reverted(&revoke).await?.ok);
+    assert!(plane.check(&revoke, Check::Reverted).await?.ok);
     assert_eq!(inline_of(&iam, name, &policy).await?, None);
 
-    assert!(plane.revert(&trust_deny).await?.changed);
+    assert!(plane.change(&trust_deny, Change::Revert).await?.changed);
     assert_eq!(
         trust_of(&iam, name).await?,
         decode_policy(&irsa_trust(name))
@@ -332,7 +341,7 @@ async fn a_pod_identity_trust_deny_names_the_service_account_in_request_tags() -
     let agent = Agent::new(name, true);
 
     let plan = agent.plan(&plane).await?;
-    let trust_deny = find(&plan, ActionKind::AwsTrustDeny)?.clone();
+    let trust_deny = find(&plan, &TRUST_DENY)?.clone();
     assert_eq!(trust_deny.rejected, None);
     let statement = &trust_deny.spec["statement"];
     assert_eq!(statement["Effect"], "Deny");
@@ -353,13 +362,11 @@ async fn a_pod_identity_trust_deny_names_the_service_account_in_request_tags() -
         }})
     );
     assert!(
-        find(&plan, ActionKind::AwsRevokeSessions)?
-            .rejected
-            .is_some(),
+        find(&plan, &REVOKE_SESSIONS)?.rejected.is_some(),
         "the association still links the ServiceAccount"
     );
 
-    assert!(plane.apply(&trust_deny).await?.changed);
+    assert!(plane.change(&trust_deny, Change::Apply).await?.changed);
     // moto stored it: the Deny is in the trust policy IAM returns.
     let stored = trust_of(&iam, name).await?;
     assert!(
@@ -370,13 +377,13 @@ async fn a_pod_identity_trust_deny_names_the_service_account_in_request_tags() -
     );
     // After the trust cut, session revocation is allowed, and scoped to the agent's tags.
     let after = agent.plan(&plane).await?;
-    let revoke = find(&after, ActionKind::AwsRevokeSessions)?;
+    let revoke = find(&after, &REVOKE_SESSIONS)?;
     assert_eq!(revoke.rejected, None);
     assert_eq!(
         revoke.spec["scope"],
         json!({"namespace": "payments", "serviceAccount": name})
     );
-    assert!(plane.revert(&trust_deny).await?.changed);
+    assert!(plane.change(&trust_deny, Change::Revert).await?.changed);
 
     full_cycle(&plane, &trust_deny).await?;
     assert_eq!(
@@ -409,7 +416,7 @@ async fn a_pod_identity_deny_is_scoped_to_the_agent_and_spares_a_service_account
     let agent = Agent::new(name, true);
 
     let plan = agent.plan(&plane).await?;
-    let deny = find(&plan, ActionKind::AwsInlineDeny)?.clone();
+    let deny = find(&plan, &INLINE_DENY)?.clone();
     let statements = deny.spec["statements"]
         .as_array()
         .ok_or_else(|| anyhow!("no statements: {}", deny.spec))?;
@@ -455,7 +462,7 @@ async fn a_pod_identity_deny_is_scoped_to_the_agent_and_spares_a_service_account
         deny.notes
     );
     // Deleting the granting policy instead would break the other ServiceAccount: counted.
-    let delete = find(&plan, ActionKind::AwsDeleteInlinePolicy)?;
+    let delete = find(&plan, &DELETE_INLINE_POLICY)?;
     assert!(
         delete
             .blast_radius
@@ -466,8 +473,8 @@ async fn a_pod_identity_deny_is_scoped_to_the_agent_and_spares_a_service_account
         delete.blast_radius
     );
 
-    assert!(plane.apply(&deny).await?.changed);
-    let v = plane.verify(&deny).await?;
+    assert!(plane.change(&deny, Change::Apply).await?.changed);
+    let v = plane.check(&deny, Check::Applied).await?;
     assert!(
         v.ok,
         "the breach evaluates as denied for the agent's sessions: {}",
@@ -475,7 +482,7 @@ async fn a_pod_identity_deny_is_scoped_to_the_agent_and_spares_a_service_account
     );
     // Re-planned, the other ServiceAccount still keeps the breach action.
     let replanned = agent.plan(&plane).await?;
-    let again = find(&replanned, ActionKind::AwsInlineDeny)?;
+    let again = find(&replanned, &INLINE_DENY)?;
     assert!(
         !again
             .blast_radius
@@ -485,8 +492,8 @@ async fn a_pod_identity_deny_is_scoped_to_the_agent_and_spares_a_service_account
         "{:?}",
         again.blast_radius
     );
-    assert!(plane.revert(&deny).await?.changed);
-    assert!(plane.verify_reverted(&deny).await?.ok);
+    assert!(plane.change(&deny, Change::Revert).await?.changed);
+    assert!(plane.check(&deny, Check::Reverted).await?.ok);
     Ok(())
 }
 
@@ -507,10 +514,7 @@ async fn the_role_is_resolved_from_the_pod_identity_association() -> Result<()> 
         "EKS configured: the role can be resolved"
     );
     let plan = agent.plan(&plane).await?;
-    assert_eq!(
-        find(&plan, ActionKind::AwsInlineDeny)?.target,
-        role_arn(name)
-    );
+    assert_eq!(find(&plan, &INLINE_DENY)?.target, role_arn(name));
 
     // Without an EKS cluster, an envelope without a role is not this plane's.
     assert!(!self::plane(moto, None).handles(&agent.input()));
@@ -530,7 +534,7 @@ async fn bad_input_gets_precise_errors_and_writes_nothing() -> Result<()> {
 
     let unknown = plane(moto, Some((&eks, "no-such-cluster")));
     match agent.plan(&unknown).await {
-        Err(SurfaceError::Invalid { detail, .. }) => assert!(
+        Err(PlaneError::Invalid { detail, .. }) => assert!(
             detail.contains("\"no-such-cluster\" does not exist")
                 && detail.contains("aws.eks.cluster"),
             "{detail}"
@@ -540,7 +544,7 @@ async fn bad_input_gets_precise_errors_and_writes_nothing() -> Result<()> {
 
     let known = plane(moto, Some((&eks, CLUSTER)));
     match agent.plan(&known).await {
-        Err(SurfaceError::Invalid { detail, .. }) => assert!(
+        Err(PlaneError::Invalid { detail, .. }) => assert!(
             detail.contains(&format!("payments/{name} has no Pod Identity association"))
                 && detail.contains("identity.principals"),
             "{detail}"
@@ -551,12 +555,12 @@ async fn bad_input_gets_precise_errors_and_writes_nothing() -> Result<()> {
     let with_role = Agent::new(name, true);
     let id = eks.seed(CLUSTER, "payments", name, &role_arn(name), &[]);
     let plan = with_role.plan(&known).await?;
-    let delete = find(&plan, ActionKind::EksDeletePodIdentityAssociation)?.clone();
+    let delete = find(&plan, &DELETE_POD_IDENTITY_ASSOCIATION)?.clone();
     assert_eq!(delete.spec["association"]["id"], id);
     let writes = eks.writes();
-    assert!(known.apply(&delete).await?.changed);
+    assert!(known.change(&delete, Change::Apply).await?.changed);
     assert!(
-        !known.apply(&delete).await?.changed,
+        !known.change(&delete, Change::Apply).await?.changed,
         "ResourceNotFound = already gone"
     );
     assert_eq!(eks.writes(), writes + 1, "the second apply wrote nothing");
@@ -585,9 +589,9 @@ async fn deleting_the_association_is_reverted_by_one_creation_even_when_the_crea
     let seeded = role_writes(moto, name).await?;
 
     let plan = agent.plan(&plane).await?;
-    let delete = find(&plan, ActionKind::EksDeletePodIdentityAssociation)?.clone();
+    let delete = find(&plan, &DELETE_POD_IDENTITY_ASSOCIATION)?.clone();
     assert_eq!(delete.rejected, None);
-    assert!(ActionKind::EksDeletePodIdentityAssociation.approval_only());
+    assert!(DELETE_POD_IDENTITY_ASSOCIATION.approval_only);
     assert!(
         delete
             .notes
@@ -603,16 +607,16 @@ async fn deleting_the_association_is_reverted_by_one_creation_even_when_the_crea
                "disableSessionTags": false})
     );
 
-    assert!(plane.apply(&delete).await?.changed);
+    assert!(plane.change(&delete, Change::Apply).await?.changed);
     assert!(eks.associations(CLUSTER).is_empty());
-    assert!(!plane.apply(&delete).await?.changed);
-    assert!(plane.verify(&delete).await?.ok);
+    assert!(!plane.change(&delete, Change::Apply).await?.changed);
+    assert!(plane.check(&delete, Check::Applied).await?.ok);
 
     // With no association left the link is cut: revoking sessions is allowed.
     let after = agent.plan(&plane).await?;
-    let revoke = find(&after, ActionKind::AwsRevokeSessions)?;
+    let revoke = find(&after, &REVOKE_SESSIONS)?;
     assert_eq!(revoke.rejected, None, "{revoke:?}");
-    assert!(find(&after, ActionKind::EksDeletePodIdentityAssociation)?
+    assert!(find(&after, &DELETE_POD_IDENTITY_ASSOCIATION)?
         .rejected
         .as_deref()
         .is_some_and(|r| r.contains("already cut")),);
@@ -623,17 +627,20 @@ async fn deleting_the_association_is_reverted_by_one_creation_even_when_the_crea
     let once = plane_with(sdk(RetryConfig::disabled()), moto, Some((&eks, CLUSTER)));
     eks.lose_next_write_responses(1);
     let posts = eks.writes();
-    assert!(once.revert(&delete).await.is_err(), "the answer was lost");
+    assert!(
+        once.change(&delete, Change::Revert).await.is_err(),
+        "the answer was lost"
+    );
     eks.stale_lists(1);
-    assert!(once.revert(&delete).await?.changed);
+    assert!(once.change(&delete, Change::Revert).await?.changed);
     assert_eq!(eks.writes(), posts + 2, "the create was sent twice");
     assert_eq!(eks.created(), 1, "re-created exactly once");
     assert!(
-        !plane.revert(&delete).await?.changed,
+        !plane.change(&delete, Change::Revert).await?.changed,
         "a third revert finds it"
     );
     assert_eq!(eks.created(), 1);
-    assert!(plane.verify_reverted(&delete).await?.ok);
+    assert!(plane.check(&delete, Check::Reverted).await?.ok);
     let restored = eks.associations(CLUSTER);
     assert_eq!(restored.len(), 1);
     assert_eq!(restored[0]["roleArn"], role_arn(name));
@@ -666,8 +673,11 @@ async fn a_dry_run_writes_nothing_to_iam_or_eks() -> Result<()> {
     let plane = plane(moto, Some((&eks, CLUSTER)));
     let agent = Agent::new(name, false);
     let seeded = role_writes(moto, name).await?;
-    // A transient EKS failure on the way is retried by the SDK, still without writing.
+    // A transient EKS failure on the way is one typed answer (the engine retries it), and
+    // writes nothing either.
     eks.fail_next(1);
+    let failed = agent.plan(&plane).await.expect_err("the EKS 5xx surfaces");
+    assert_eq!(failed.kind(), FaultKind::Transient, "{failed}");
 
     let plan = agent.plan(&plane).await?;
     assert_eq!(

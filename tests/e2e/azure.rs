@@ -1,5 +1,7 @@
 //! The Azure plane end to end: Firebreak's real ARM client against the strict fake ARM
-//! (`firebreak_e2e::azure_api`), one server per test.
+//! (`firebreak_e2e::azure_api`), one server per test. The plane is driven through the typed
+//! trait (`observe`, `change`, `check`) as the engine drives it, and once through the engine's
+//! adapter (`Planes`) for the journaled form of its specs.
 //!
 //! Credentials: `azure_identity` 1.0 refuses an `http://` authority host and the fake serves
 //! plain HTTP on loopback, so most tests use [`FakeEntra`], an `azure_core` `TokenCredential`
@@ -22,14 +24,18 @@ use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions}
 use azure_core::http::{new_http_client, AsyncRawResponse, HttpClient, Request, Transport};
 use azure_core::time::OffsetDateTime;
 use azure_identity::{WorkloadIdentityCredential, WorkloadIdentityCredentialOptions};
-use firebreak_azure::arm::{ATTEMPTS, BACKOFF};
-use firebreak_azure::ladder::{narrow_name, ActionSpec};
-use firebreak_azure::{AzureConfig, AzureRbac};
-use firebreak_containment::action::ActionKind;
+use firebreak_azure::rungs::narrow_role_assignment::{self, narrow_name};
+use firebreak_azure::{
+    AzureConfig, AzureRbac, AzureSpec, DELETE_FEDERATED_CREDENTIAL, DELETE_ROLE_ASSIGNMENT,
+    NARROW_ROLE_ASSIGNMENT,
+};
 use firebreak_containment::alert::Alert;
 use firebreak_containment::envelope::Envelope;
-use firebreak_containment::plan::Candidate;
-use firebreak_containment::surface::{ControlPlane, PlanInput, SurfaceError, Verification};
+use firebreak_containment::ids::{IncidentId, PlanId, PlaneKey};
+use firebreak_containment::plane::{
+    Change, Check, Cloud, FaultKind, KindSpec, PlanInput, Plane, PlaneError, Planes, Proposal,
+    Route, Verification,
+};
 use firebreak_e2e::azure_api::{self, subscription, AzureApi};
 use serde_json::{json, Value};
 
@@ -106,6 +112,8 @@ struct Fixture {
     api: AzureApi,
     plane: AzureRbac,
     identity: String,
+    incident: IncidentId,
+    plan_id: PlanId,
     envelope: Envelope,
     alert: Alert,
 }
@@ -195,8 +203,11 @@ async fn fixture_with(request_timeout: Duration) -> Result<Fixture> {
     );
     api.seed_federated(&identity, "payment-agent-aks", ISSUER, SUBJECT);
     let plane = plane(&api, request_timeout);
+    let incident = IncidentId::from(INCIDENT);
     Ok(Fixture {
         plane,
+        plan_id: PlanId::nth(&incident, 1),
+        incident,
         envelope: envelope(&identity),
         alert: alert(BLOB_READ, &breach()),
         identity,
@@ -215,24 +226,40 @@ fn assignment_id(scope: &str, name: &str) -> String {
 impl Fixture {
     fn input(&self) -> PlanInput<'_> {
         PlanInput {
-            incident: INCIDENT,
+            incident: &self.incident,
+            plan: &self.plan_id,
             alert: &self.alert,
             envelope: &self.envelope,
         }
     }
 
-    async fn plan(&self) -> Result<Vec<Candidate>, SurfaceError> {
+    async fn plan(&self) -> Result<Vec<Proposal<AzureSpec>>, PlaneError> {
         let input = self.input();
         self.plane.observe(&input).await?.candidates(&input)
     }
 
-    async fn rung(&self, kind: ActionKind) -> Candidate {
+    /// A fresh plan's candidate of `kind`.
+    async fn rung(&self, kind: &KindSpec) -> Proposal<AzureSpec> {
         self.plan()
             .await
             .expect("plan")
             .into_iter()
-            .find(|c| c.kind == kind)
-            .unwrap_or_else(|| panic!("a {kind} candidate"))
+            .find(|c| AzureRbac::kind_of(&c.spec) == kind)
+            .unwrap_or_else(|| panic!("a {} candidate", kind.name))
+    }
+
+    async fn apply(
+        &self,
+        spec: &AzureSpec,
+    ) -> Result<firebreak_containment::plane::Outcome, PlaneError> {
+        self.plane.change(spec, Change::Apply).await
+    }
+
+    async fn revert(
+        &self,
+        spec: &AzureSpec,
+    ) -> Result<firebreak_containment::plane::Outcome, PlaneError> {
+        self.plane.change(spec, Change::Revert).await
     }
 
     fn reader_id(&self) -> String {
@@ -247,7 +274,21 @@ impl Fixture {
     }
 }
 
-async fn verified(v: Result<Verification, SurfaceError>) -> Verification {
+fn kinds(candidates: &[Proposal<AzureSpec>]) -> Vec<&'static str> {
+    candidates
+        .iter()
+        .map(|c| AzureRbac::kind_of(&c.spec).name)
+        .collect()
+}
+
+fn narrow_spec(spec: &AzureSpec) -> &narrow_role_assignment::Spec {
+    match spec {
+        AzureSpec::NarrowRoleAssignment(s) => s,
+        other => panic!("not a narrow spec: {other:?}"),
+    }
+}
+
+fn verified(v: Result<Verification, PlaneError>) -> Verification {
     let v = v.expect("verification runs");
     assert!(v.ok, "{}", v.detail);
     v
@@ -347,13 +388,12 @@ async fn azure_identity_workload_identity_credential_authenticates_through_feder
 async fn a_dry_run_plans_the_whole_ladder_with_zero_writes() -> Result<()> {
     let f = fixture().await?;
     let candidates = f.plan().await?;
-    let kinds: Vec<ActionKind> = candidates.iter().map(|c| c.kind).collect();
     assert_eq!(
-        kinds,
+        kinds(&candidates),
         vec![
-            ActionKind::AzureDeleteRoleAssignment,
-            ActionKind::AzureNarrowRoleAssignment,
-            ActionKind::AzureDeleteFederatedCredential
+            DELETE_ROLE_ASSIGNMENT.name,
+            NARROW_ROLE_ASSIGNMENT.name,
+            DELETE_FEDERATED_CREDENTIAL.name
         ]
     );
     // Contributor has no dataActions: only the account's Blob Data Reader grants the read.
@@ -373,16 +413,16 @@ async fn a_dry_run_plans_the_whole_ladder_with_zero_writes() -> Result<()> {
 #[tokio::test]
 async fn delete_role_assignment_applies_verifies_and_reverts_idempotently() -> Result<()> {
     let f = fixture().await?;
-    let rung = f.rung(ActionKind::AzureDeleteRoleAssignment).await;
+    let spec = f.rung(&DELETE_ROLE_ASSIGNMENT).await.spec;
     let before = f.api.assignment(&f.reader_id()).expect("seeded");
 
-    let applied = f.plane.apply(&rung).await?;
+    let applied = f.apply(&spec).await?;
     assert!(applied.changed, "{}", applied.detail);
     assert!(f.api.assignment(&f.reader_id()).is_none());
-    verified(f.plane.verify(&rung).await).await;
+    verified(f.plane.check(&spec, Check::Applied).await);
 
     let writes = f.api.writes();
-    let again = f.plane.apply(&rung).await?;
+    let again = f.apply(&spec).await?;
     assert!(
         !again.changed,
         "DELETE of a gone assignment is 204: {}",
@@ -390,7 +430,7 @@ async fn delete_role_assignment_applies_verifies_and_reverts_idempotently() -> R
     );
     assert_eq!(f.api.writes(), writes + 1);
 
-    let reverted = f.plane.revert(&rung).await?;
+    let reverted = f.revert(&spec).await?;
     assert!(reverted.changed, "{}", reverted.detail);
     let after = f
         .api
@@ -414,8 +454,12 @@ async fn delete_role_assignment_applies_verifies_and_reverts_idempotently() -> R
         .rfind(|r| r.method == "PUT")
         .expect("a PUT");
     assert_eq!(put.query, "api-version=2022-04-01");
-    verified(f.plane.verify_reverted(&rung).await).await;
-    let again = f.plane.revert(&rung).await?;
+    verified(f.plane.check(&spec, Check::Reverted).await);
+    assert!(
+        !f.plane.check(&spec, Check::Applied).await?.ok,
+        "reverted is not applied"
+    );
+    let again = f.revert(&spec).await?;
     assert!(!again.changed, "identical PUT is 200: {}", again.detail);
     Ok(())
 }
@@ -423,50 +467,54 @@ async fn delete_role_assignment_applies_verifies_and_reverts_idempotently() -> R
 #[tokio::test]
 async fn narrow_role_assignment_keeps_the_envelope_and_reverts_to_the_original() -> Result<()> {
     let f = fixture().await?;
-    let rung = f.rung(ActionKind::AzureNarrowRoleAssignment).await;
-    let ActionSpec::NarrowAssignment {
-        original, narrow, ..
-    } = ActionSpec::from_candidate(&rung)?
-    else {
-        panic!("narrow spec");
-    };
+    let spec = f.rung(&NARROW_ROLE_ASSIGNMENT).await.spec;
+    let narrow = narrow_spec(&spec);
     let narrow_ids: Vec<String> = ["invoices", "receipts"]
         .iter()
         .map(|c| {
             let scope = firebreak_azure::ids::ResourceId::parse(&container(c)).expect("scope");
-            assignment_id(&container(c), &narrow_name(INCIDENT, &original, &scope))
+            assignment_id(
+                &container(c),
+                &narrow_name(INCIDENT, &narrow.original, &scope),
+            )
         })
         .collect();
     assert_eq!(
-        narrow.iter().map(|a| a.id.clone()).collect::<Vec<_>>(),
+        narrow
+            .narrow
+            .iter()
+            .map(|a| a.id.clone())
+            .collect::<Vec<_>>(),
         narrow_ids
     );
 
-    let applied = f.plane.apply(&rung).await?;
+    let applied = f.apply(&spec).await?;
     assert!(applied.changed, "{}", applied.detail);
     assert!(f.api.assignment(&f.reader_id()).is_none());
     for id in &narrow_ids {
         let a = f.api.assignment(id).expect("narrowed assignment exists");
         assert!(a["properties"]["roleDefinitionId"]
             .as_str()
-            .unwrap()
-            .ends_with(READER_GUID));
+            .is_some_and(|r| r.ends_with(READER_GUID)));
         assert_eq!(a["properties"]["principalType"], "ServicePrincipal");
     }
-    verified(f.plane.verify(&rung).await).await;
+    verified(f.plane.check(&spec, Check::Applied).await);
     // The breach is no longer granted, the envelope still is: re-plan from ARM.
-    let replanned = f.plan().await.unwrap_err().to_string();
-    assert!(replanned.contains("no role assignment"), "{replanned}");
+    let replanned = f.plan().await.expect_err("nothing grants the breach");
+    assert!(
+        replanned.to_string().contains("no role assignment"),
+        "{replanned}"
+    );
 
-    let again = f.plane.apply(&rung).await?;
+    let again = f.apply(&spec).await?;
     assert!(!again.changed, "{}", again.detail);
 
-    let reverted = f.plane.revert(&rung).await?;
+    let reverted = f.revert(&spec).await?;
     assert!(reverted.changed, "{}", reverted.detail);
     assert!(f.api.assignment(&f.reader_id()).is_some());
     assert!(narrow_ids.iter().all(|id| f.api.assignment(id).is_none()));
-    verified(f.plane.verify_reverted(&rung).await).await;
-    let again = f.plane.revert(&rung).await?;
+    verified(f.plane.check(&spec, Check::Reverted).await);
+    let again = f.revert(&spec).await?;
     assert!(!again.changed, "{}", again.detail);
     Ok(())
 }
@@ -474,28 +522,29 @@ async fn narrow_role_assignment_keeps_the_envelope_and_reverts_to_the_original()
 #[tokio::test]
 async fn delete_federated_credential_cuts_the_link_and_puts_it_back() -> Result<()> {
     let f = fixture().await?;
-    let rung = f.rung(ActionKind::AzureDeleteFederatedCredential).await;
-    assert!(rung.kind.approval_only());
+    let rung = f.rung(&DELETE_FEDERATED_CREDENTIAL).await;
+    assert!(AzureRbac::kind_of(&rung.spec).approval_only);
     assert!(rung.notes.iter().any(|n| n.contains("24 hours")));
+    let spec = rung.spec;
     let before = f.api.federated(&f.federated_id()).expect("seeded");
 
-    assert!(f.plane.apply(&rung).await?.changed);
+    assert!(f.apply(&spec).await?.changed);
     assert!(f.api.federated(&f.federated_id()).is_none());
-    verified(f.plane.verify(&rung).await).await;
-    assert!(!f.plane.apply(&rung).await?.changed, "already gone (204)");
+    verified(f.plane.check(&spec, Check::Applied).await);
+    assert!(!f.apply(&spec).await?.changed, "already gone (204)");
 
-    assert!(f.plane.revert(&rung).await?.changed);
+    assert!(f.revert(&spec).await?.changed);
     assert_eq!(f.api.federated(&f.federated_id()).expect("back"), before);
-    verified(f.plane.verify_reverted(&rung).await).await;
-    assert!(!f.plane.revert(&rung).await?.changed);
+    verified(f.plane.check(&spec, Check::Reverted).await);
+    assert!(!f.revert(&spec).await?.changed);
     Ok(())
 }
 
 #[tokio::test]
 async fn a_restore_finding_the_grant_under_another_name_is_done_not_an_error() -> Result<()> {
     let f = fixture().await?;
-    let rung = f.rung(ActionKind::AzureDeleteRoleAssignment).await;
-    f.plane.apply(&rung).await?;
+    let spec = f.rung(&DELETE_ROLE_ASSIGNMENT).await.spec;
+    assert!(f.apply(&spec).await?.changed);
     // An operator re-granted the role by hand meanwhile: ARM refuses a second identical grant.
     let reader = format!(
         "/subscriptions/{}/providers/Microsoft.Authorization/roleDefinitions/{READER_GUID}",
@@ -507,9 +556,9 @@ async fn a_restore_finding_the_grant_under_another_name_is_done_not_an_error() -
         &reader,
         PRINCIPAL,
     );
-    let reverted = f.plane.revert(&rung).await?;
+    let reverted = f.revert(&spec).await?;
     assert!(!reverted.changed, "{}", reverted.detail);
-    let v = verified(f.plane.verify_reverted(&rung).await).await;
+    let v = verified(f.plane.check(&spec, Check::Reverted).await);
     assert!(
         v.detail.contains("9d3f1c2b-4a5e-4f60-8b7c-1d2e3f4a5b6c"),
         "{}",
@@ -521,33 +570,40 @@ async fn a_restore_finding_the_grant_under_another_name_is_done_not_an_error() -
 #[tokio::test]
 async fn an_assignment_changed_since_the_plan_is_a_conflict_and_is_kept() -> Result<()> {
     let f = fixture().await?;
-    let rung = f.rung(ActionKind::AzureDeleteRoleAssignment).await;
+    let spec = f.rung(&DELETE_ROLE_ASSIGNMENT).await.spec;
     let id = f.reader_id().to_ascii_lowercase();
     f.api.edit(|o| {
-        let a = o.assignments.get_mut(&id).expect("seeded");
-        a["properties"]["roleDefinitionId"] = json!(format!(
-            "/subscriptions/{}/providers/Microsoft.Authorization/roleDefinitions/{CONTRIBUTOR_GUID}",
-            subscription()
-        ));
+        if let Some(a) = o.assignments.get_mut(&id) {
+            a["properties"]["roleDefinitionId"] = json!(format!(
+                "/subscriptions/{}/providers/Microsoft.Authorization/roleDefinitions/{CONTRIBUTOR_GUID}",
+                subscription()
+            ));
+        }
     });
-    let err = f.plane.apply(&rung).await.unwrap_err();
-    assert!(matches!(err, SurfaceError::Conflict { .. }), "{err}");
+    let writes = f.api.writes();
+    let err = f
+        .apply(&spec)
+        .await
+        .expect_err("another grant under the name");
+    assert!(matches!(err, PlaneError::Conflict { .. }), "{err}");
+    assert_eq!(err.kind(), FaultKind::Conflict, "the engine re-plans");
     assert!(err.to_string().contains("changed since the plan"), "{err}");
     assert!(f.api.assignment(&f.reader_id()).is_some());
+    assert_eq!(f.api.writes(), writes, "no DELETE was sent");
     Ok(())
 }
 
 #[tokio::test]
 async fn a_concurrent_equivalent_grant_during_narrowing_is_accepted() -> Result<()> {
     let f = fixture().await?;
-    let rung = f.rung(ActionKind::AzureNarrowRoleAssignment).await;
-    let ActionSpec::NarrowAssignment { narrow, .. } = ActionSpec::from_candidate(&rung)? else {
-        panic!("narrow spec");
-    };
+    let spec = f.rung(&NARROW_ROLE_ASSIGNMENT).await.spec;
+    let narrow = narrow_spec(&spec).narrow.clone();
     // Just before the first write, someone grants the same role on `invoices` under their name.
     let first = narrow[0].clone();
     f.api.edit_before_writes(1, move |o| {
-        let mut a = serde_json::to_value(&first).expect("assignment");
+        let Ok(mut a) = serde_json::to_value(&first) else {
+            return;
+        };
         let id = assignment_id(
             &first.properties.scope,
             "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b",
@@ -557,13 +613,13 @@ async fn a_concurrent_equivalent_grant_during_narrowing_is_accepted() -> Result<
         a["properties"]["description"] = Value::Null;
         o.assignments.insert(id.to_ascii_lowercase(), a);
     });
-    assert!(f.plane.apply(&rung).await?.changed);
+    assert!(f.apply(&spec).await?.changed);
     assert!(
         f.api.assignment(&narrow[0].id).is_none(),
         "409 RoleAssignmentExists: not created"
     );
     assert!(f.api.assignment(&narrow[1].id).is_some());
-    verified(f.plane.verify(&rung).await).await;
+    verified(f.plane.check(&spec, Check::Applied).await);
     Ok(())
 }
 
@@ -571,7 +627,9 @@ async fn a_concurrent_equivalent_grant_during_narrowing_is_accepted() -> Result<
 async fn bad_input_gets_precise_errors() -> Result<()> {
     let mut f = fixture().await?;
     f.alert = alert(BLOB_READ, "subscriptions/nope");
-    let err = f.plan().await.unwrap_err().to_string();
+    let err = f.plan().await.expect_err("a bad resource id");
+    assert!(matches!(err, PlaneError::Invalid { .. }), "{err}");
+    let err = err.to_string();
     assert!(
         err.contains("parameter.resource") && err.contains("does not start with /"),
         "{err}"
@@ -580,7 +638,7 @@ async fn bad_input_gets_precise_errors() -> Result<()> {
     f.alert = alert(BLOB_READ, &breach());
     f.envelope = envelope("arn:aws:iam::123456789012:role/payment-agent");
     assert!(!f.plane.handles(&f.input()));
-    let err = f.plan().await.unwrap_err().to_string();
+    let err = f.plan().await.expect_err("no managed identity").to_string();
     assert!(
         err.contains("names no user-assigned managed identity"),
         "{err}"
@@ -588,7 +646,7 @@ async fn bad_input_gets_precise_errors() -> Result<()> {
 
     let unknown = f.identity.replace("payment-agent", "ghost");
     f.envelope = envelope(&unknown);
-    let err = f.plan().await.unwrap_err().to_string();
+    let err = f.plan().await.expect_err("an unknown identity").to_string();
     assert!(
         err.contains("does not exist (ARM answered 404)") && err.contains("ghost"),
         "{err}"
@@ -601,31 +659,65 @@ async fn bad_input_gets_precise_errors() -> Result<()> {
         subscription()
     );
     f.alert = alert(BLOB_READ, &elsewhere);
-    let err = f.plan().await.unwrap_err();
-    assert!(matches!(err, SurfaceError::Unsupported { .. }), "{err}");
+    let err = f.plan().await.expect_err("nothing grants it");
+    assert!(matches!(err, PlaneError::Unsupported { .. }), "{err}");
     assert!(err.to_string().contains("no role assignment of"), "{err}");
 
+    // An AWS action is routed to AWS by the engine, never here; asked anyway, the plane says why.
     f.alert = alert("s3:GetObject", "arn:aws:s3:::x/y");
-    assert!(!f.plane.handles(&f.input()), "not an Azure operation");
+    assert_eq!(
+        Route::of(&f.alert.parameter),
+        Some(Route::Identity(Cloud::Aws))
+    );
+    assert_ne!(Route::of(&f.alert.parameter), Some(AzureRbac::ROUTE));
+    let err = f.plan().await.expect_err("not an Azure operation");
+    assert!(err.to_string().contains("parameter.action"), "{err}");
 
-    // A garbage spec, and a PUT ARM refuses, surface as precise errors.
+    // The journaled form, through the engine's adapter: a spec missing its fields is refused
+    // before any call.
     f.alert = alert(BLOB_READ, &breach());
-    let mut rung = f.rung(ActionKind::AzureDeleteRoleAssignment).await;
-    let mut garbage = rung.clone();
-    garbage.spec = json!({"op": "deleteAssignment"});
-    let err = f.plane.apply(&garbage).await.unwrap_err().to_string();
+    let writes = f.api.writes();
+    let mut planes = Planes::default();
+    planes.register(plane(&f.api, Duration::from_secs(5)))?;
+    let registered = planes
+        .get(&PlaneKey::from_static(AzureRbac::KEY))
+        .expect("registered under its key");
+    let mut garbage = registered
+        .candidates(&f.input())
+        .await?
+        .into_iter()
+        .find(|c| c.kind == DELETE_ROLE_ASSIGNMENT)
+        .expect("a rung-0 candidate");
+    assert_eq!(garbage.spec["rung"], json!("delete_role_assignment"));
+    garbage.spec = json!({"rung": "delete_role_assignment"});
+    let err = registered
+        .change(&garbage, Change::Apply)
+        .await
+        .expect_err("not an Azure spec");
+    assert!(matches!(err, PlaneError::Invalid { .. }), "{err}");
+    let err = err.to_string();
     assert!(
-        err.contains("not an Azure spec") && err.contains("missing field"),
+        err.contains("is not one azure wrote") && err.contains("missing field"),
         "{err}"
     );
-    f.plane.apply(&rung).await?;
+    assert_eq!(f.api.writes(), writes, "a bad spec writes nothing");
+
+    // A PUT ARM refuses surfaces as a precise refusal.
+    let mut spec = f.rung(&DELETE_ROLE_ASSIGNMENT).await.spec;
+    assert!(f.apply(&spec).await?.changed);
     f.api.seed_principal(PRINCIPAL, "User");
-    let err = f.plane.revert(&rung).await.unwrap_err().to_string();
-    assert!(err.contains("HTTP 400 UnmatchedPrincipalType"), "{err}");
+    let err = f.revert(&spec).await.expect_err("principal type mismatch");
+    assert!(matches!(err, PlaneError::Refused { .. }), "{err}");
+    assert!(
+        err.to_string().contains("HTTP 400 UnmatchedPrincipalType"),
+        "{err}"
+    );
     // A snapshot without principalType is refused by the fake as ARM's strict reading.
-    rung.spec["assignment"]["properties"]["principalType"] = json!("");
-    let err = f.plane.revert(&rung).await.unwrap_err().to_string();
-    assert!(err.contains("InvalidPrincipalType"), "{err}");
+    if let AzureSpec::DeleteRoleAssignment(s) = &mut spec {
+        s.assignment.properties.grant.principal_type = String::new();
+    }
+    let err = f.revert(&spec).await.expect_err("no principal type");
+    assert!(err.to_string().contains("InvalidPrincipalType"), "{err}");
     assert!(f.api.assignment(&f.reader_id()).is_none());
     Ok(())
 }
@@ -689,51 +781,82 @@ async fn the_fake_refuses_what_arm_refuses() -> Result<()> {
 }
 
 #[tokio::test]
-async fn server_errors_are_retried_with_bounded_backoff() -> Result<()> {
+async fn server_errors_and_throttling_get_one_attempt_and_a_typed_transient_error() -> Result<()> {
     let f = fixture().await?;
-    f.api.fail_next(ATTEMPTS - 1, 503);
-    let started = Instant::now();
-    let candidates = f.plan().await?;
-    let waited = started.elapsed();
-    assert_eq!(candidates.len(), 3);
-    // 100 + 200 + 400 ms of backoff before the first request got through.
-    let backoff: Duration = (0..ATTEMPTS - 1).map(|i| BACKOFF * 2u32.pow(i)).sum();
-    assert!(waited >= backoff, "{waited:?} < {backoff:?}");
-
-    f.api.fail_next(ATTEMPTS, 503);
-    let before = f.api.requests().len();
-    let err = f.plan().await.unwrap_err();
-    assert!(matches!(err, SurfaceError::Unreachable { .. }), "{err}");
-    assert!(err.to_string().contains("HTTP 503"), "{err}");
-    assert_eq!(
-        f.api.requests().len() - before,
-        ATTEMPTS as usize,
-        "bounded"
-    );
+    for status in [503, 500, 429] {
+        f.api.fail_next(1, status);
+        let before = f.api.requests().len();
+        let err = f.plan().await.expect_err("ARM failed");
+        assert!(
+            matches!(err, PlaneError::Unavailable { .. }),
+            "{status}: {err}"
+        );
+        assert_eq!(err.kind(), FaultKind::Transient, "the engine retries it");
+        assert!(err.to_string().contains(&format!("HTTP {status}")), "{err}");
+        assert_eq!(
+            f.api.requests().len() - before,
+            1,
+            "{status}: one attempt, not retried by the plane"
+        );
+        assert_eq!(
+            f.plan().await?.len(),
+            3,
+            "the engine's next attempt goes through"
+        );
+    }
+    assert_eq!(f.api.writes(), 0);
     Ok(())
 }
 
 #[tokio::test]
-async fn a_timed_out_request_is_retried() -> Result<()> {
+async fn a_failed_change_is_one_attempt_and_writes_nothing() -> Result<()> {
+    let f = fixture().await?;
+    let spec = f.rung(&DELETE_ROLE_ASSIGNMENT).await.spec;
+    f.api.fail_next(1, 503);
+    let before = f.api.requests().len();
+    let err = f.apply(&spec).await.expect_err("ARM failed");
+    assert!(matches!(err, PlaneError::Unavailable { .. }), "{err}");
+    assert_eq!(f.api.requests().len() - before, 1, "not retried");
+    assert_eq!(f.api.writes(), 0, "the failed attempt wrote nothing");
+    assert!(f.api.assignment(&f.reader_id()).is_some());
+    assert!(
+        f.apply(&spec).await?.changed,
+        "the engine's retry carries it out"
+    );
+    assert!(f.api.assignment(&f.reader_id()).is_none());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_timed_out_request_is_unreachable_after_one_attempt() -> Result<()> {
     let f = fixture_with(Duration::from_millis(300)).await?;
     f.api.delay_next(1, Duration::from_secs(2));
+    let before = f.api.requests().len();
     let started = Instant::now();
-    assert_eq!(f.plan().await?.len(), 3);
-    assert!(started.elapsed() >= Duration::from_millis(300));
+    let err = f.plan().await.expect_err("timed out");
+    let waited = started.elapsed();
+    assert!(matches!(err, PlaneError::Unreachable { .. }), "{err}");
+    assert!(err.to_string().contains("azure.requestTimeout"), "{err}");
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(2),
+        "cut at azure.requestTimeout, not waited out: {waited:?}"
+    );
+    assert_eq!(f.api.requests().len() - before, 1, "not re-sent");
+    assert_eq!(f.plan().await?.len(), 3, "the next attempt goes through");
     Ok(())
 }
 
 #[tokio::test]
 async fn stale_reads_after_a_delete_make_verification_poll() -> Result<()> {
     let f = fixture().await?;
-    let rung = f.rung(ActionKind::AzureDeleteRoleAssignment).await;
-    assert!(f.plane.apply(&rung).await?.changed);
+    let spec = f.rung(&DELETE_ROLE_ASSIGNMENT).await.spec;
+    assert!(f.apply(&spec).await?.changed);
     f.api.stale_reads(3);
     let deadline = Instant::now() + f.plane.verify_deadline();
     let mut polls = 0;
     let verification = loop {
         polls += 1;
-        let v = f.plane.verify(&rung).await?;
+        let v = f.plane.check(&spec, Check::Applied).await?;
         if v.ok || Instant::now() > deadline {
             break v;
         }

@@ -1,5 +1,7 @@
-//! Firebreak end to end on the context surface: the real engine, in process, against a real
-//! PostgreSQL 16 + pgvector (the PyPI `pgserver` build) running as `nobody`.
+//! Firebreak end to end on the context surface's pgvector plane: the real engine, in process,
+//! and the plane driven directly through `Plane` (docs/adding-a-plane.md §6), against a real
+//! PostgreSQL 16 + pgvector (the PyPI `pgserver` build) running as `nobody`. Every outcome is
+//! read at the enforcement point: a similarity query run as the agent's own role.
 //!
 //! One server per test binary; each test gets its own database and roles, so tests run in
 //! parallel and the statement log can be read per database (`log_line_prefix` names it).
@@ -13,13 +15,16 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context, Result};
-use firebreak_containment::action::ActionKind;
-use firebreak_containment::engine::Request;
-use firebreak_containment::incident::PlanStatus;
-use firebreak_context::{ddl, PgVector, PostgresContextConfig};
+use anyhow::{Context, Result};
+use firebreak_containment::plane::{erase, Change, Check, Plane, PlaneError};
+use firebreak_containment::PlanStatus;
+use firebreak_context::{
+    ddl, PgVector, PostgresContextConfig, QUARANTINE_INDEX, QUARANTINE_SOURCE, REVOKE_INDEX,
+};
 use postgres::{connect, pg};
-use scenario::{alert, candidate, Harness, INJECTED, PERMITTED};
+use scenario::{
+    alert, candidate, plan_of, proposals, spec_of, Harness, Input, Observed, INJECTED, PERMITTED,
+};
 use tokio_postgres::Client;
 
 /// Whether any statement of a (possibly multi-statement) log entry writes.
@@ -115,12 +120,18 @@ async fn fixture(name: &str) -> Result<Fixture> {
     })
 }
 
-/// Both agents have retrieved the injected source once, beside the permitted ones.
+/// What both agents' envelopes observed: the permitted sources, and the injected one once.
+fn observed() -> Vec<Observed> {
+    [PERMITTED, &[(INJECTED, 1, 1)]].concat()
+}
+
+/// The engine over one pgvector plane (its own pool). Agent C has an envelope but no database
+/// role.
 fn engine(config: &PostgresContextConfig) -> Result<Harness> {
     Harness::new(
-        Arc::new(PgVector::new(config.clone())?),
-        &["agent-a", "agent-b"],
-        &[PERMITTED, &[(INJECTED, 1, 1)]].concat(),
+        PgVector::new(config.clone())?,
+        &["agent-a", "agent-b", "agent-c"],
+        &observed(),
     )
 }
 
@@ -202,25 +213,22 @@ async fn quarantine_source_hides_it_from_one_agent_only_and_rolls_back() -> Resu
     let h = engine(&f.config)?;
 
     let submitted = h
-        .engine
-        .submit(
-            alert("a-1", "agent-a", "kb", Some(INJECTED))?,
-            Request::Operator("t".into()),
-        )
+        .contain(alert("a-1", "agent-a", "kb", Some(INJECTED))?)
         .await?;
-    let chosen = submitted.plan.chosen.clone().context("a chosen action")?;
-    assert_eq!(chosen.kind, ActionKind::ContextQuarantineSource);
+    let plan = plan_of(&submitted)?;
+    let chosen = plan.chosen.clone().context("a chosen action")?;
+    assert_eq!(chosen.kind, QUARANTINE_SOURCE);
+    assert_eq!(chosen.plane, PgVector::KEY);
     assert_eq!(chosen.blast_radius.broken, 0, "{:?}", chosen.blast_radius);
-    let revoke = candidate(&submitted.plan.candidates, ActionKind::ContextRevokeIndex)?;
+    let revoke = candidate(&plan.candidates, &REVOKE_INDEX)?;
     assert_eq!(
         revoke.blast_radius.broken, 3,
         "the three permitted sources of kb"
     );
-    let broad: Vec<_> = submitted
-        .plan
+    let broad: Vec<_> = plan
         .candidates
         .iter()
-        .filter(|c| c.kind == ActionKind::ContextQuarantineIndex)
+        .filter(|c| c.kind == QUARANTINE_INDEX)
         .collect();
     assert_eq!(broad.len(), 2, "all-agents source and whole index");
     assert!(
@@ -229,14 +237,8 @@ async fn quarantine_source_hides_it_from_one_agent_only_and_rolls_back() -> Resu
             .all(|c| c.blast_radius.items.iter().any(|i| i.contains(&f.role_b))),
         "the broad rungs name the other agent: {broad:?}"
     );
-    assert_eq!(submitted.status, PlanStatus::Applying);
-
-    let status = h
-        .engine
-        .execute(&submitted.incident, &submitted.plan.id)
-        .await?;
     assert_eq!(
-        status,
+        h.settled(&submitted).await?,
         PlanStatus::Contained,
         "{:?}",
         h.detail(&submitted.incident).await
@@ -249,10 +251,10 @@ async fn quarantine_source_hides_it_from_one_agent_only_and_rolls_back() -> Resu
         visible_sources(&f.admin, &f.role_a).await?,
         without(INJECTED)
     );
-    let plan = explain(&f.admin, &f.role_a).await?;
+    let explained = explain(&f.admin, &f.role_a).await?;
     assert!(
-        plan.contains("chunks_hnsw"),
-        "the HNSW index is still used:\n{plan}"
+        explained.contains("chunks_hnsw"),
+        "the HNSW index is still used:\n{explained}"
     );
     assert_eq!(visible_sources(&f.admin, &f.role_b).await?, all_sources());
     assert!(retrieve(&f.admin, &f.role_b, 40)
@@ -260,12 +262,11 @@ async fn quarantine_source_hides_it_from_one_agent_only_and_rolls_back() -> Resu
         .iter()
         .any(|s| s == INJECTED));
 
-    // Applying again finds the row in place.
-    let again = plane_apply_again(&f, &chosen).await?;
-    assert!(!again, "apply is idempotent");
+    // Applying the journaled action again (a crash after the intent) finds the row in place.
+    let again = erase(plane).change(&chosen, Change::Apply).await?;
+    assert!(!again.changed, "apply is idempotent: {again:?}");
 
-    let status = h.engine.rollback(&submitted.incident).await?;
-    assert_eq!(status, PlanStatus::Reverted);
+    assert_eq!(h.rollback(&submitted.incident).await?, PlanStatus::Reverted);
     assert_eq!(visible_sources(&f.admin, &f.role_a).await?, all_sources());
     let rows: i64 = f
         .admin
@@ -276,51 +277,115 @@ async fn quarantine_source_hides_it_from_one_agent_only_and_rolls_back() -> Resu
     Ok(())
 }
 
-async fn plane_apply_again(
-    f: &Fixture,
-    action: &firebreak_containment::plan::Candidate,
-) -> Result<bool> {
-    use firebreak_containment::surface::ControlPlane;
-    let plane = PgVector::new(f.config.clone())?;
-    Ok(plane
-        .apply(action)
-        .await
-        .map_err(|e| anyhow!("{e}"))?
-        .changed)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoke_index_cuts_one_agent_off_and_rollback_restores_the_grant() -> Result<()> {
     let f = fixture("revoke").await?;
     PgVector::new(f.config.clone())?.install().await?;
     let h = engine(&f.config)?;
     // No source named: only the index can be cut, for this agent.
-    let submitted = h
-        .engine
-        .submit(
-            alert("a-2", "agent-a", "kb", None)?,
-            Request::Operator("t".into()),
-        )
-        .await?;
-    let chosen = submitted.plan.chosen.clone().context("a chosen action")?;
-    assert_eq!(chosen.kind, ActionKind::ContextRevokeIndex);
-    let status = h
-        .engine
-        .execute(&submitted.incident, &submitted.plan.id)
-        .await?;
+    let submitted = h.contain(alert("a-2", "agent-a", "kb", None)?).await?;
+    let chosen = plan_of(&submitted)?
+        .chosen
+        .clone()
+        .context("a chosen action")?;
+    assert_eq!(chosen.kind, REVOKE_INDEX);
     assert_eq!(
-        status,
+        h.settled(&submitted).await?,
         PlanStatus::Contained,
         "{:?}",
         h.detail(&submitted.incident).await
     );
     assert!(retrieve(&f.admin, &f.role_a, 5).await?.is_empty());
     assert_eq!(retrieve(&f.admin, &f.role_b, 5).await?.len(), 5);
-    assert_eq!(
-        h.engine.rollback(&submitted.incident).await?,
-        PlanStatus::Reverted
-    );
+    assert_eq!(h.rollback(&submitted.incident).await?, PlanStatus::Reverted);
     assert_eq!(retrieve(&f.admin, &f.role_a, 5).await?.len(), 5);
+    assert_eq!(visible_sources(&f.admin, &f.role_a).await?, all_sources());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quarantine_index_hides_a_source_or_the_whole_index_from_every_agent_and_reverts(
+) -> Result<()> {
+    let f = fixture("broad").await?;
+    let plane = PgVector::new(f.config.clone())?;
+    plane.install().await?;
+    let input = Input::new("broad", "agent-a", "kb", Some(INJECTED), &observed())?;
+    let proposed = proposals(&plane, &input).await?;
+    // The approval-only rung, driven as an approved action would be.
+    for (target, visible) in [
+        ("for every agent", without(INJECTED)),
+        (": every agent", BTreeSet::new()),
+    ] {
+        let spec = spec_of::<PgVector>(&proposed, &QUARANTINE_INDEX, target)?;
+        // The check reads the store, not the plan: before the change it fails.
+        let early = plane.check(&spec, Check::Applied).await?;
+        assert!(!early.ok, "{target}: {early:?}");
+
+        let applied = plane.change(&spec, Change::Apply).await?;
+        assert!(applied.changed, "{target}: {applied:?}");
+        let verified = plane.check(&spec, Check::Applied).await?;
+        assert!(verified.ok, "{target}: {verified:?}");
+        for role in [&f.role_a, &f.role_b] {
+            assert_eq!(
+                visible_sources(&f.admin, role).await?,
+                visible,
+                "{target}: what {role} retrieves"
+            );
+        }
+        let again = plane.change(&spec, Change::Apply).await?;
+        assert!(!again.changed, "{target}: apply is idempotent: {again:?}");
+
+        let reverted = plane.change(&spec, Change::Revert).await?;
+        assert!(reverted.changed, "{target}: {reverted:?}");
+        let back = plane.check(&spec, Check::Reverted).await?;
+        assert!(back.ok, "{target}: {back:?}");
+        for role in [&f.role_a, &f.role_b] {
+            assert_eq!(visible_sources(&f.admin, role).await?, all_sources());
+        }
+        let again = plane.change(&spec, Change::Revert).await?;
+        assert!(!again.changed, "{target}: revert is idempotent: {again:?}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_pool_serves_every_observation_change_and_verification_poll() -> Result<()> {
+    const APP: &str = "firebreak_pool_test";
+    const POOL_SIZE: usize = 4;
+    let mut f = fixture("pool").await?;
+    f.config.dsn = format!("{} application_name={APP}", f.config.dsn);
+    // One plane, shared by the engine and this test, as the daemon shares it.
+    let plane = Arc::new(PgVector::new(f.config.clone())?);
+    plane.install().await?;
+    let h = Harness::new(plane.clone(), &["agent-a", "agent-b"], &observed())?;
+
+    let submitted = h
+        .contain(alert("p-1", "agent-a", "kb", Some(INJECTED))?)
+        .await?;
+    assert_eq!(h.settled(&submitted).await?, PlanStatus::Contained);
+    let chosen = plan_of(&submitted)?
+        .chosen
+        .clone()
+        .context("a chosen action")?;
+    // Twenty verification polls, as a slow propagation would make.
+    let erased = erase(plane.clone());
+    for _ in 0..20 {
+        assert!(erased.check(&chosen, Check::Applied).await?.ok);
+    }
+    assert_eq!(
+        visible_sources(&f.admin, &f.role_a).await?,
+        without(INJECTED)
+    );
+    assert_eq!(h.rollback(&submitted.incident).await?, PlanStatus::Reverted);
+    assert_eq!(visible_sources(&f.admin, &f.role_a).await?, all_sources());
+
+    // Install, observe, apply, verify, 20 polls, revert, verify: the server saw the pool's
+    // few sessions, not one per call.
+    let sessions = pg().sessions(&f.db, APP);
+    assert!(
+        (1..=POOL_SIZE).contains(&sessions),
+        "{sessions} sessions for 25+ calls"
+    );
     Ok(())
 }
 
@@ -335,16 +400,15 @@ async fn dry_run_writes_nothing_at_the_server() -> Result<()> {
         "the log shows the install's writes, so it would show a dry run's"
     );
     let submitted = h
-        .engine
-        .submit(
-            alert("a-3", "agent-a", "kb", Some(INJECTED))?,
-            Request::DryRun,
-        )
+        .dry_run(alert("a-3", "agent-a", "kb", Some(INJECTED))?)
         .await?;
-    assert_eq!(submitted.status, PlanStatus::DryRun);
+    assert_eq!(submitted.plan_status(), Some(PlanStatus::DryRun));
     assert_eq!(
-        submitted.plan.chosen.as_ref().map(|c| c.kind),
-        Some(ActionKind::ContextQuarantineSource)
+        plan_of(&submitted)?
+            .chosen
+            .as_ref()
+            .map(|c| c.kind.to_string()),
+        Some(QUARANTINE_SOURCE.name.to_string())
     );
     // The log is written asynchronously by the server: wait for the plan's reads to show up.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -412,29 +476,36 @@ async fn bad_input_gets_a_precise_error_and_changes_nothing() -> Result<()> {
     PgVector::new(f.config.clone())?.install().await?;
     let h = engine(&f.config)?;
     let before = pg().statements(&f.db).len();
-    for (id, index, source, expect) in [
+    for (id, agent, index, source, expect) in [
+        // Not this store's index: the plane does not handle it, so no plane is asked.
         (
             "b-1",
+            "agent-a",
             "wiki",
             Some(INJECTED),
-            "index \"wiki\" is not a configured store",
+            "no configured control plane can contain context for this agent",
         ),
+        // An agent without a database role here: likewise.
         (
             "b-2",
+            "agent-c",
+            "kb",
+            Some(INJECTED),
+            "no configured control plane can contain context for this agent",
+        ),
+        (
+            "b-3",
+            "agent-a",
             "kb",
             Some("email:nope"),
-            "source \"email:nope\" has no chunk",
+            "source \"email:nope\" has no chunk in public.chunks.source_id",
         ),
     ] {
-        let submitted = h
-            .engine
-            .submit(
-                alert(id, "agent-a", index, source)?,
-                Request::Operator("t".into()),
-            )
-            .await?;
-        assert!(submitted.plan.chosen.is_none(), "{id}: nothing chosen");
-        let escalation = submitted.plan.escalation.clone().unwrap_or_default();
+        let submitted = h.contain(alert(id, agent, index, source)?).await?;
+        let plan = plan_of(&submitted)?;
+        assert!(plan.chosen.is_none(), "{id}: nothing chosen");
+        assert_eq!(submitted.plan_status(), Some(PlanStatus::Escalated), "{id}");
+        let escalation = plan.escalation.clone().unwrap_or_default();
         assert!(escalation.contains(expect), "{id}: {escalation}");
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -449,24 +520,63 @@ async fn bad_input_gets_a_precise_error_and_changes_nothing() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_server_is_transient_and_a_refused_login_is_not() -> Result<()> {
+    let f = fixture("faults").await?;
+    PgVector::new(f.config.clone())?.install().await?;
+    let input = Input::new("faults", "agent-a", "kb", Some(INJECTED), &observed())?;
+    let proposed = proposals(&PgVector::new(f.config.clone())?, &input).await?;
+    let spec = spec_of::<PgVector>(&proposed, &QUARANTINE_SOURCE, INJECTED)?;
+
+    // No server behind this socket directory: the engine's policy retries (transient).
+    let empty = tempfile::tempdir()?;
+    let mut gone = f.config.clone();
+    gone.dsn = format!(
+        "host={} port=5432 user=postgres dbname={}",
+        empty.path().display(),
+        f.db
+    );
+    let gone = PgVector::new(gone)?;
+    for err in [
+        gone.observe(&input.get()).await.err().context("observe")?,
+        gone.change(&spec, Change::Apply)
+            .await
+            .err()
+            .context("change")?,
+        gone.check(&spec, Check::Applied)
+            .await
+            .err()
+            .context("check")?,
+    ] {
+        assert!(matches!(err, PlaneError::Unreachable { .. }), "{err}");
+    }
+
+    // A login the server does not know: refused, and escalated rather than retried.
+    let mut stranger = f.config.clone();
+    stranger.dsn = stranger.dsn.replace("user=postgres", "user=no_such_login");
+    let err = PgVector::new(stranger)?
+        .change(&spec, Change::Apply)
+        .await
+        .err()
+        .context("a refused login")?;
+    assert!(
+        matches!(&err, PlaneError::Refused { detail, .. } if detail.contains("no_such_login")),
+        "{err}"
+    );
+    assert_eq!(visible_sources(&f.admin, &f.role_a).await?, all_sources());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn printed_ddl_applied_by_a_dba_is_what_the_plane_expects() -> Result<()> {
     let f = fixture("ddl").await?;
     f.admin.batch_execute(&ddl(&f.config)).await?;
     f.admin.batch_execute(&ddl(&f.config)).await?;
     let h = engine(&f.config)?;
     let submitted = h
-        .engine
-        .submit(
-            alert("d-1", "agent-b", "kb", Some(INJECTED))?,
-            Request::Operator("t".into()),
-        )
-        .await?;
-    let status = h
-        .engine
-        .execute(&submitted.incident, &submitted.plan.id)
+        .contain(alert("d-1", "agent-b", "kb", Some(INJECTED))?)
         .await?;
     assert_eq!(
-        status,
+        h.settled(&submitted).await?,
         PlanStatus::Contained,
         "{:?}",
         h.detail(&submitted.incident).await

@@ -14,14 +14,18 @@ use axum::{Json, Router};
 use firebreak_containment::agent::AgentKey;
 use firebreak_containment::budget::BudgetConfig;
 use firebreak_containment::engine::{Engine, EngineConfig, Parts, Request};
+use firebreak_containment::ids::{IncidentId, PlanId};
 use firebreak_containment::incident::PlanStatus;
 use firebreak_containment::journal::Journal;
 use firebreak_containment::metrics::Metrics;
+use firebreak_containment::plane::{Change, Check, PlanInput, Plane, Planes, Proposal};
 use firebreak_containment::runbook::Runbooks;
-use firebreak_containment::surface::{ControlPlane, PlanInput};
-use firebreak_containment::{ActionKind, Alert, Candidate, Envelope, EnvelopeStore};
+use firebreak_containment::{Alert, Envelope, EnvelopeStore};
 use firebreak_delegation::feed::{self, Document};
-use firebreak_delegation::{DelegationPlane, Feed, FeedAuth, FeedConfig};
+use firebreak_delegation::{
+    DelegationPlane, DelegationSpec, Feed, FeedAuth, FeedConfig, ISOLATE_INBOUND, PAUSE_GRAPH,
+    SEVER_EDGE,
+};
 use serde_json::{json, Value};
 
 const A: &str = "prod/agents/Deployment/a";
@@ -85,7 +89,11 @@ impl Rig {
             journal: Journal::open(&dir.path().join("journal.db"))?,
             envelopes: store.clone(),
             runbooks: Runbooks::embedded()?,
-            planes: vec![plane.clone()],
+            planes: {
+                let mut planes = Planes::default();
+                planes.register(plane.clone())?;
+                planes
+            },
             metrics: Metrics::new()?,
             config: EngineConfig {
                 verify_poll: Duration::from_millis(5),
@@ -125,9 +133,11 @@ impl Rig {
         })
     }
 
-    async fn candidates(&self, alert: &Alert) -> Result<Vec<Candidate>> {
+    async fn candidates(&self, alert: &Alert) -> Result<Vec<Proposal<DelegationSpec>>> {
+        let incident = IncidentId::from("inc-direct");
         let input = PlanInput {
-            incident: "inc-direct",
+            incident: &incident,
+            plan: &PlanId::nth(&incident, 1),
             alert,
             envelope: self.store.get(&alert.agent.key()).context("a's envelope")?,
         };
@@ -168,22 +178,16 @@ async fn contain(
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let status = engine
-            .incident(&submitted.incident)
-            .await
-            .map(|i| i.status());
-        if status == Some(PlanStatus::Contained) {
-            return (
-                StatusCode::OK,
-                Json(json!({"incident": submitted.incident})),
-            );
-        }
-        if Instant::now() > deadline {
-            return fail(format!("incident is {status:?}, not contained"));
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+    let Some(plan) = submitted.plan.as_ref() else {
+        return fail("the alert was answered without a plan");
+    };
+    // Immediate rungs are enforced before the engine answers; settled confirms the verdict.
+    match engine.settled(&submitted.incident, &plan.id).await {
+        Some(PlanStatus::Contained) => (
+            StatusCode::OK,
+            Json(json!({"incident": submitted.incident})),
+        ),
+        status => fail(format!("incident is {status:?}, not contained")),
     }
 }
 
@@ -194,7 +198,10 @@ async fn rollback(
     let Some(incident) = body["incident"].as_str() else {
         return fail("need {incident}");
     };
-    match engine.rollback(incident).await {
+    match engine
+        .rollback(&IncidentId::from(incident), Some("shim-suite".into()))
+        .await
+    {
         Ok(status) => (
             StatusCode::OK,
             Json(json!({"status": format!("{status:?}")})),
@@ -256,18 +263,23 @@ async fn each_rung_is_applied_verified_streamed_and_reverted_through_the_served_
 {
     let rig = Rig::start().await?;
     let rungs = rig.candidates(&alert("direct-1", B)?).await?;
-    let kinds: Vec<(ActionKind, usize)> = rungs
+    let kinds: Vec<(&str, usize)> = rungs
         .iter()
-        .map(|c| (c.kind, c.blast_radius.broken))
+        .map(|c| {
+            (
+                DelegationPlane::kind_of(&c.spec).name,
+                c.blast_radius.broken,
+            )
+        })
         .collect();
     // Severing a → b (tail) breaks nothing; isolating b breaks nothing (only a → b, tail, goes
     // into b); pausing a breaks a → c.
     assert_eq!(
         kinds,
         [
-            (ActionKind::DelegationSeverEdge, 0),
-            (ActionKind::DelegationIsolateInbound, 0),
-            (ActionKind::DelegationPauseGraph, 1),
+            (SEVER_EDGE.name, 0),
+            (ISOLATE_INBOUND.name, 0),
+            (PAUSE_GRAPH.name, 1),
         ]
     );
 
@@ -276,28 +288,37 @@ async fn each_rung_is_applied_verified_streamed_and_reverted_through_the_served_
     let first = stream.next().await?;
     assert_eq!(first.version, 0);
 
-    for action in &rungs {
-        assert!(rig.plane.apply(action).await?.changed, "{}", action.kind);
-        assert!(!rig.plane.apply(action).await?.changed, "idempotent apply");
-        let verified = rig.plane.verify(action).await?;
-        assert!(verified.ok, "{}: {}", action.kind, verified.detail);
+    for proposal in &rungs {
+        let action = &proposal.spec;
+        let kind = DelegationPlane::kind_of(action);
+        assert!(
+            rig.plane.change(action, Change::Apply).await?.changed,
+            "{}",
+            kind.name
+        );
+        assert!(
+            !rig.plane.change(action, Change::Apply).await?.changed,
+            "idempotent apply"
+        );
+        let verified = rig.plane.check(action, Check::Applied).await?;
+        assert!(verified.ok, "{}: {}", kind.name, verified.detail);
         let (_, a) = rig.get(TOKEN, &format!("?agent={A}")).await?;
         let (_, b) = rig.get(TOKEN, &format!("?agent={B}")).await?;
         let (_, c) = rig.get(TOKEN, &format!("?agent={C}")).await?;
         let a: Document = serde_json::from_value(a)?;
         let b: Document = serde_json::from_value(b)?;
         let c: Document = serde_json::from_value(c)?;
-        assert!(a.refuses_edge(B, Some(&b)).is_some(), "{}", action.kind);
-        match action.kind {
-            ActionKind::DelegationSeverEdge => {
-                assert_eq!(b.severed_from, [A]);
-                assert_eq!(a.refuses_edge(C, Some(&c)), None, "a → c untouched");
-            }
-            ActionKind::DelegationIsolateInbound => assert!(b.inbound_isolated),
-            _ => assert!(a.paused && a.refuses_edge(C, Some(&c)).is_some()),
+        assert!(a.refuses_edge(B, Some(&b)).is_some(), "{}", kind.name);
+        if kind == &SEVER_EDGE {
+            assert_eq!(b.severed_from, [A]);
+            assert_eq!(a.refuses_edge(C, Some(&c)), None, "a → c untouched");
+        } else if kind == &ISOLATE_INBOUND {
+            assert!(b.inbound_isolated);
+        } else {
+            assert!(a.paused && a.refuses_edge(C, Some(&c)).is_some());
         }
         // Pausing a changes a's document only.
-        let b_changes = action.kind != ActionKind::DelegationPauseGraph;
+        let b_changes = kind != &PAUSE_GRAPH;
         if b_changes {
             assert_eq!(
                 stream.next().await?,
@@ -305,19 +326,19 @@ async fn each_rung_is_applied_verified_streamed_and_reverted_through_the_served_
                 "the stream carries what GET serves"
             );
         }
-        assert!(rig.plane.revert(action).await?.changed);
+        assert!(rig.plane.change(action, Change::Revert).await?.changed);
         if b_changes {
             let restored = stream.next().await?;
             assert!(restored.version > b.version, "versions only grow");
             assert!(restored.severed_from.is_empty() && !restored.inbound_isolated);
         }
         assert!(
-            !rig.plane.revert(action).await?.changed,
+            !rig.plane.change(action, Change::Revert).await?.changed,
             "idempotent revert"
         );
-        assert!(rig.plane.verify_reverted(action).await?.ok);
+        assert!(rig.plane.check(action, Check::Reverted).await?.ok);
         assert!(
-            !rig.plane.verify(action).await?.ok,
+            !rig.plane.check(action, Check::Applied).await?.ok,
             "reverted: allowed again"
         );
     }
@@ -328,10 +349,10 @@ async fn each_rung_is_applied_verified_streamed_and_reverted_through_the_served_
     // Reconnecting with the version already seen resends nothing until the next change.
     let seen = rig.feed.document(&AgentKey(B.into())).context("b")?.version;
     let mut resumed = Events::open(&rig, B, Some(seen)).await?;
-    rig.plane.apply(&rungs[1]).await?;
+    rig.plane.change(&rungs[1].spec, Change::Apply).await?;
     let next = resumed.next().await?;
     assert!(next.version > seen && next.inbound_isolated, "{next:?}");
-    rig.plane.revert(&rungs[1]).await?;
+    rig.plane.change(&rungs[1].spec, Change::Revert).await?;
     Ok(())
 }
 
@@ -436,20 +457,21 @@ async fn bad_tokens_unknown_agents_and_malformed_policy_get_clear_errors() -> Re
         .to_string();
     assert!(err.contains("\"everyone\""), "{err}");
 
-    // A malformed action spec is refused before anything is written.
-    let mut action = rig.candidates(&alert("direct-2", B)?).await?.remove(0);
-    action.spec["hold"] = json!({"agent": A, "rule": "sever"});
+    // A journaled spec holding a rule no delegation rung holds is refused before anything is
+    // written (the engine decodes specs by type; this is the plane's own refusal).
+    let mut action = rig.candidates(&alert("direct-2", B)?).await?.remove(0).spec;
+    action.hold.rule = feed::Rule::RevokedTool {
+        server: "s".into(),
+        tool: "t".into(),
+    };
     let version = rig.feed.version();
     let err = rig
         .plane
-        .apply(&action)
+        .change(&action, Change::Apply)
         .await
         .expect_err("refused")
         .to_string();
-    assert!(
-        err.contains("hold {agent, rule}") && err.contains("sever"),
-        "{err}"
-    );
+    assert!(err.contains("severed, inboundIsolated or paused"), "{err}");
     assert_eq!(rig.feed.version(), version);
     Ok(())
 }
@@ -462,9 +484,10 @@ async fn a_dry_run_plans_the_sever_and_changes_no_feed_version() -> Result<()> {
         .engine
         .submit(alert("dry-1", B)?, Request::DryRun)
         .await?;
-    assert_eq!(dry.status, PlanStatus::DryRun);
-    let chosen = dry.plan.chosen.as_ref().context("a plan")?;
-    assert_eq!(chosen.kind, ActionKind::DelegationSeverEdge);
+    assert_eq!(dry.plan_status(), Some(PlanStatus::DryRun));
+    let plan = dry.plan.as_ref().context("a plan")?;
+    let chosen = plan.chosen.as_ref().context("a choice")?;
+    assert_eq!(chosen.kind, SEVER_EDGE);
     assert_eq!(
         chosen.blast_radius.broken, 0,
         "a → b is outside the envelope"

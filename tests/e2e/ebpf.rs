@@ -13,11 +13,10 @@ mod common;
 use std::net::{TcpListener, UdpSocket};
 use std::path::Path;
 
-use common::{alert, config, envelope, plan, setup_or_skip, Pins, Probe, TestCgroup, AGENT};
-use firebreak_containment::action::ActionKind;
+use common::{alert, config, envelope, plan, setup_or_skip, Drive, Pins, Probe, TestCgroup, AGENT};
 use firebreak_containment::plan::Candidate;
-use firebreak_containment::surface::{ControlPlane, SurfaceError};
-use firebreak_ebpf::{EgressConfig, EgressError, EgressPlane};
+use firebreak_containment::plane::PlaneError;
+use firebreak_ebpf::{EgressConfig, EgressError, EgressPlane, BLOCK_EGRESS, ISOLATE_WORKLOAD};
 
 const WORKLOAD: &str = "Deployment/payment-agent";
 
@@ -101,7 +100,7 @@ async fn block_egress_refuses_tcp_to_the_destination_only_for_the_workload() {
 
     let candidates = fx.candidates("inc-tcp", "127.0.0.2", Some(port)).await;
     let block = &candidates[0];
-    assert_eq!(block.kind, ActionKind::NetworkBlockEgress);
+    assert_eq!(block.kind, BLOCK_EGRESS);
     assert_eq!(
         block.blast_radius.broken, 0,
         "outside the envelope: {:?}",
@@ -321,8 +320,8 @@ async fn isolate_workload_refuses_every_destination_and_needs_approval() {
         .candidates("inc-iso", "127.0.0.2", Some(port))
         .await
         .remove(1);
-    assert_eq!(isolate.kind, ActionKind::NetworkIsolateWorkload);
-    assert!(isolate.kind.approval_only());
+    assert_eq!(isolate.kind, ISOLATE_WORKLOAD);
+    assert!(isolate.approval_only);
     assert_eq!(
         isolate.blast_radius.broken, 2,
         "every envelope destination: {:?}",
@@ -447,7 +446,7 @@ async fn bad_input_gets_a_precise_error_and_loosens_nothing() {
     .remove(0);
     doomed.remove();
     let err = two.apply(&wide).await.expect_err("vanished cgroup");
-    assert!(matches!(err, SurfaceError::Conflict { .. }), "{err}");
+    assert!(matches!(err, PlaneError::Conflict { .. }), "{err}");
     assert!(err.to_string().contains("is gone"), "{err}");
     assert_eq!(
         fx.plane.deny_entries().expect("entries"),

@@ -1,7 +1,9 @@
 //! The GCP IAM plane end to end: the real googleapis clients (`google-cloud-resourcemanager-v3`,
 //! `google-cloud-iam-v2`, `google-cloud-iam-admin-v1`), authenticated by `google-cloud-auth`
 //! `authorized_user` credentials against the fake's token endpoint, talking to the strict fake
-//! GCP APIs (`firebreak_e2e::gcp_api`), one server per test.
+//! GCP APIs (`firebreak_e2e::gcp_api`), one server per test. The plane is driven through the
+//! typed trait (`observe`, `change`, `check`) as the engine drives it, and once through the
+//! engine's adapter (`Planes`) for the journaled form of its specs.
 //!
 //! The project `acme-prod`: `roles/storage.objectViewer` (get, list objects) is granted to the
 //! agent's Google service account and to alice under the condition "acme buckets";
@@ -12,14 +14,18 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use firebreak_containment::action::ActionKind;
 use firebreak_containment::alert::Alert;
 use firebreak_containment::envelope::Envelope;
-use firebreak_containment::plan::Candidate;
-use firebreak_containment::surface::{ControlPlane, Op, PlanInput, Step, SurfaceError};
+use firebreak_containment::ids::{IncidentId, PlanId, PlaneKey};
+use firebreak_containment::plane::{
+    Change, Check, FaultKind, KindSpec, PlanInput, Plane, PlaneError, Planes, Proposal,
+};
 use firebreak_e2e::gcp_api::{GcpApi, ACCESS_TOKEN};
-use firebreak_gcp::plane::{ATTEMPTS, BACKOFF};
-use firebreak_gcp::{Endpoints, GcpConfig, GcpIam};
+use firebreak_gcp::rungs::deny_policy;
+use firebreak_gcp::{
+    Endpoints, GcpConfig, GcpIam, GcpSpec, DENY_POLICY, DISABLE_SERVICE_ACCOUNT,
+    REMOVE_BINDING_MEMBER, REMOVE_WI_USER,
+};
 use google_cloud_auth::credentials::user_account;
 use serde_json::{json, Value};
 
@@ -111,9 +117,43 @@ async fn plane_for(gcp: &GcpApi, projects: &[&str]) -> Result<GcpIam> {
     Ok(GcpIam::with_credentials(config(gcp, projects), credentials).await?)
 }
 
+/// Observes and proposes for `envelope` and `alert`, as the engine does for one plan.
+async fn candidates(
+    plane: &GcpIam,
+    incident: &str,
+    envelope: &Envelope,
+    alert: &Alert,
+) -> Result<Vec<Proposal<GcpSpec>>, PlaneError> {
+    let incident = IncidentId::from(incident);
+    let plan = PlanId::nth(&incident, 1);
+    let input = PlanInput {
+        incident: &incident,
+        plan: &plan,
+        alert,
+        envelope,
+    };
+    plane.observe(&input).await?.candidates(&input)
+}
+
+fn kinds(candidates: &[Proposal<GcpSpec>]) -> Vec<&'static str> {
+    candidates
+        .iter()
+        .map(|c| GcpIam::kind_of(&c.spec).name)
+        .collect()
+}
+
+fn deny_spec(spec: &GcpSpec) -> &deny_policy::Spec {
+    match spec {
+        GcpSpec::DenyPolicy(s) => s,
+        other => panic!("not a deny policy spec: {other:?}"),
+    }
+}
+
 struct Fixture {
     gcp: GcpApi,
     plane: GcpIam,
+    incident: IncidentId,
+    plan_id: PlanId,
     envelope: Envelope,
     alert: Alert,
 }
@@ -122,9 +162,12 @@ async fn fixture() -> Result<Fixture> {
     let gcp = GcpApi::start().await?;
     seed(&gcp);
     let plane = plane_for(&gcp, &[PROJECT]).await?;
+    let incident = IncidentId::from("inc-gcp");
     Ok(Fixture {
         gcp,
         plane,
+        plan_id: PlanId::nth(&incident, 1),
+        incident,
         envelope: envelope(&[GSA_MEMBER]),
         alert: alert("storage.objects.get", BREACH),
     })
@@ -133,44 +176,68 @@ async fn fixture() -> Result<Fixture> {
 impl Fixture {
     fn input(&self) -> PlanInput<'_> {
         PlanInput {
-            incident: "inc-gcp",
+            incident: &self.incident,
+            plan: &self.plan_id,
             alert: &self.alert,
             envelope: &self.envelope,
         }
     }
 
-    async fn plan(&self) -> Result<Vec<Candidate>, SurfaceError> {
+    async fn plan(&self) -> Result<Vec<Proposal<GcpSpec>>, PlaneError> {
         let input = self.input();
         self.plane.observe(&input).await?.candidates(&input)
     }
 
-    async fn rung(&self, kind: ActionKind) -> Candidate {
+    /// A fresh plan's candidate of `kind`.
+    async fn rung(&self, kind: &KindSpec) -> Proposal<GcpSpec> {
         self.plan()
             .await
             .expect("plan")
             .into_iter()
-            .find(|c| c.kind == kind)
-            .unwrap_or_else(|| panic!("a {kind:?} candidate"))
+            .find(|c| GcpIam::kind_of(&c.spec) == kind)
+            .unwrap_or_else(|| panic!("a {} candidate", kind.name))
+    }
+
+    async fn apply(&self, spec: &GcpSpec) -> bool {
+        self.plane
+            .change(spec, Change::Apply)
+            .await
+            .expect("apply")
+            .changed
+    }
+
+    async fn revert(&self, spec: &GcpSpec) -> bool {
+        self.plane
+            .change(spec, Change::Revert)
+            .await
+            .expect("revert")
+            .changed
     }
 
     fn binding_members(&self, role: &str) -> Vec<String> {
         members_of(&self.gcp.project_policy(PROJECT), role)
     }
 
-    /// Polls `op` (Verify or VerifyReverted) like the engine does, until ok or the deadline;
-    /// returns how many reads it took.
-    async fn poll(&self, c: &Candidate, op: Op) -> usize {
+    /// Requests to the APIs, the token endpoint left out.
+    fn api_requests(&self) -> usize {
+        self.gcp
+            .requests()
+            .iter()
+            .filter(|r| r.path != "/token")
+            .count()
+    }
+
+    /// Checks like the engine does, until ok or the deadline; returns how many reads it took.
+    async fn poll(&self, spec: &GcpSpec, check: Check) -> usize {
         let deadline = Instant::now() + self.plane.verify_deadline();
         let mut polls = 0;
         loop {
             polls += 1;
-            match self.plane.run(c, op).await.expect("verification runs") {
-                Step::Checked(v) if v.ok => return polls,
-                Step::Checked(v) => {
-                    assert!(Instant::now() < deadline, "never verified: {}", v.detail)
-                }
-                Step::Changed(o) => panic!("a check answered a change: {}", o.detail),
+            let v = self.plane.check(spec, check).await.expect("check reads");
+            if v.ok {
+                return polls;
             }
+            assert!(Instant::now() < deadline, "never verified: {}", v.detail);
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -187,25 +254,17 @@ fn members_of(policy: &Value, role: &str) -> Vec<String> {
         .collect()
 }
 
-fn changed(step: Step) -> bool {
-    match step {
-        Step::Changed(o) => o.changed,
-        Step::Checked(v) => panic!("expected a change, got a check: {}", v.detail),
-    }
-}
-
 #[tokio::test]
 async fn plan_is_the_four_rungs_with_blast_radius_and_zero_writes() -> Result<()> {
     let f = fixture().await?;
     let candidates = f.plan().await?;
-    let kinds: Vec<ActionKind> = candidates.iter().map(|c| c.kind).collect();
     assert_eq!(
-        kinds,
+        kinds(&candidates),
         [
-            ActionKind::GcpRemoveBindingMember,
-            ActionKind::GcpDenyPolicy,
-            ActionKind::GcpRemoveWiUser,
-            ActionKind::GcpDisableServiceAccount
+            REMOVE_BINDING_MEMBER.name,
+            DENY_POLICY.name,
+            REMOVE_WI_USER.name,
+            DISABLE_SERVICE_ACCOUNT.name
         ]
     );
     // Removing the member from objectViewer also takes objects.list; the deny takes only get.
@@ -215,10 +274,17 @@ async fn plan_is_the_four_rungs_with_blast_radius_and_zero_writes() -> Result<()
         rung0.blast_radius.items,
         ["storage.objects.list on //storage.googleapis.com/projects/_/buckets/acme-invoices"]
     );
-    assert_eq!(rung0.spec["binding"]["condition"], condition());
+    let GcpSpec::RemoveBindingMember(spec) = &rung0.spec else {
+        panic!("{:?}", rung0.spec);
+    };
+    assert_eq!(
+        serde_json::to_value(&spec.binding.condition)?,
+        condition(),
+        "the pre-image keeps the condition"
+    );
     assert_eq!(candidates[1].blast_radius.broken, 0);
     assert_eq!(candidates[2].blast_radius.broken, 2);
-    assert!(ActionKind::GcpDisableServiceAccount.approval_only());
+    assert!(DISABLE_SERVICE_ACCOUNT.approval_only);
     // Dry run: reads only, every policy read at version 3, each request authenticated.
     assert_eq!(f.gcp.writes(), 0);
     let requests = f.gcp.requests();
@@ -258,8 +324,8 @@ async fn plan_is_the_four_rungs_with_blast_radius_and_zero_writes() -> Result<()
 #[tokio::test]
 async fn remove_binding_member_applies_verifies_reverts_and_is_idempotent() -> Result<()> {
     let f = fixture().await?;
-    let c = f.rung(ActionKind::GcpRemoveBindingMember).await;
-    assert!(changed(f.plane.run(&c, Op::Apply).await?));
+    let spec = f.rung(&REMOVE_BINDING_MEMBER).await.spec;
+    assert!(f.apply(&spec).await);
     assert_eq!(
         f.binding_members("roles/storage.objectViewer"),
         ["user:alice@example.com"]
@@ -271,15 +337,12 @@ async fn remove_binding_member_applies_verifies_reverts_and_is_idempotent() -> R
         condition(),
         "the condition is kept"
     );
-    f.poll(&c, Op::Verify).await;
+    f.poll(&spec, Check::Applied).await;
     let writes = f.gcp.writes();
-    assert!(
-        !changed(f.plane.run(&c, Op::Apply).await?),
-        "re-apply finds it done"
-    );
+    assert!(!f.apply(&spec).await, "re-apply finds it done");
     assert_eq!(f.gcp.writes(), writes, "and writes nothing");
 
-    assert!(changed(f.plane.run(&c, Op::Revert).await?));
+    assert!(f.revert(&spec).await);
     let policy = f.gcp.project_policy(PROJECT);
     let viewer = policy["bindings"]
         .as_array()
@@ -294,8 +357,12 @@ async fn remove_binding_member_applies_verifies_reverts_and_is_idempotent() -> R
         viewer["members"],
         json!(["user:alice@example.com", GSA_MEMBER])
     );
-    f.poll(&c, Op::VerifyReverted).await;
-    assert!(!changed(f.plane.run(&c, Op::Revert).await?));
+    f.poll(&spec, Check::Reverted).await;
+    assert!(!f.revert(&spec).await);
+    assert!(
+        !f.plane.check(&spec, Check::Applied).await?.ok,
+        "reverted is not applied"
+    );
     assert_eq!(
         f.gcp.blind_writes(),
         0,
@@ -307,15 +374,26 @@ async fn remove_binding_member_applies_verifies_reverts_and_is_idempotent() -> R
 #[tokio::test]
 async fn revert_recreates_a_binding_that_disappeared_with_its_condition() -> Result<()> {
     let f = fixture().await?;
-    let c = f.rung(ActionKind::GcpRemoveBindingMember).await;
-    f.plane.run(&c, Op::Apply).await?;
-    // Someone removes alice too: the binding is gone entirely.
+    let spec = f.rung(&REMOVE_BINDING_MEMBER).await.spec;
+    assert!(f.apply(&spec).await);
+    // Someone removes alice too, between the revert's read and its write: the binding is gone
+    // entirely. That attempt is refused; the next one reads the policy without the binding.
     f.gcp.edit_before_sets(1, |p| {
         if let Some(bs) = p["bindings"].as_array_mut() {
             bs.retain(|b| b["role"] != json!("roles/storage.objectViewer"));
         }
     });
-    assert!(changed(f.plane.run(&c, Op::Revert).await?));
+    let err = f
+        .plane
+        .change(&spec, Change::Revert)
+        .await
+        .expect_err("the etag moved");
+    assert!(matches!(err, PlaneError::Conflict { .. }), "{err}");
+    assert!(
+        f.binding_members("roles/storage.objectViewer").is_empty(),
+        "the refused write added nothing"
+    );
+    assert!(f.revert(&spec).await);
     let policy = f.gcp.project_policy(PROJECT);
     let viewer: Vec<&Value> = policy["bindings"]
         .as_array()
@@ -335,17 +413,38 @@ async fn revert_recreates_a_binding_that_disappeared_with_its_condition() -> Res
 }
 
 #[tokio::test]
-async fn concurrent_edit_is_re_read_and_re_planned_keeping_the_other_writers_change() -> Result<()>
-{
+async fn a_concurrent_edit_is_a_conflict_and_the_fresh_plan_keeps_the_other_writers_change(
+) -> Result<()> {
     let f = fixture().await?;
-    let c = f.rung(ActionKind::GcpRemoveBindingMember).await;
+    let spec = f.rung(&REMOVE_BINDING_MEMBER).await.spec;
     f.gcp.edit_before_sets(1, |p| {
         if let Some(bs) = p["bindings"].as_array_mut() {
             bs.push(json!({"role": "roles/pubsub.publisher", "members": ["user:bob@example.com"]}));
         }
     });
-    assert!(changed(f.plane.run(&c, Op::Apply).await?));
-    assert_eq!(f.gcp.writes(), 2, "one refused with ABORTED, one accepted");
+    let err = f
+        .plane
+        .change(&spec, Change::Apply)
+        .await
+        .expect_err("the etag moved between the read and the write");
+    assert!(matches!(err, PlaneError::Conflict { .. }), "{err}");
+    assert_eq!(err.kind(), FaultKind::Conflict, "the engine re-plans");
+    assert!(err.to_string().contains("nothing was written"), "{err}");
+    assert_eq!(
+        f.gcp.writes(),
+        1,
+        "one setIamPolicy, refused with ABORTED and not re-sent"
+    );
+    assert_eq!(
+        f.binding_members("roles/storage.objectViewer"),
+        [GSA_MEMBER, "user:alice@example.com"],
+        "nothing half-done"
+    );
+
+    // What the engine does next: a new plan from a fresh observation, applied.
+    let fresh = f.rung(&REMOVE_BINDING_MEMBER).await.spec;
+    assert!(f.apply(&fresh).await);
+    assert_eq!(f.gcp.writes(), 2, "one refused, one accepted");
     assert_eq!(
         f.binding_members("roles/storage.objectViewer"),
         ["user:alice@example.com"]
@@ -371,47 +470,55 @@ async fn concurrent_edit_is_re_read_and_re_planned_keeping_the_other_writers_cha
 }
 
 #[tokio::test]
-async fn etag_that_never_settles_fails_precisely_after_bounded_attempts() -> Result<()> {
+async fn an_etag_that_never_settles_costs_one_refused_write_per_call() -> Result<()> {
     let f = fixture().await?;
-    let c = f.rung(ActionKind::GcpRemoveBindingMember).await;
+    let spec = f.rung(&REMOVE_WI_USER).await.spec;
+    assert!(f.apply(&spec).await);
+    let writes = f.gcp.writes();
     f.gcp.edit_before_sets(u32::MAX, |_| {});
-    let started = Instant::now();
-    let err = f.plane.run(&c, Op::Apply).await.expect_err("never settles");
-    assert!(matches!(err, SurfaceError::Conflict { .. }), "{err}");
-    let text = err.to_string();
-    assert!(
-        text.contains(&format!("{ATTEMPTS} etag-guarded attempts")),
-        "{text}"
-    );
-    assert!(text.contains("none of them was applied"), "{text}");
-    assert_eq!(f.gcp.writes(), u64::from(ATTEMPTS));
-    assert!(
-        started.elapsed() >= BACKOFF * 7,
-        "backed off 100+200+400 ms"
-    );
+    for call in 1..=2 {
+        let err = f
+            .plane
+            .change(&spec, Change::Revert)
+            .await
+            .expect_err("never settles");
+        assert!(matches!(err, PlaneError::Conflict { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("setIamPolicy of projects/-/serviceAccounts/") && text.contains("etag"),
+            "{text}"
+        );
+        assert_eq!(
+            f.gcp.writes(),
+            writes + call,
+            "one attempt per call, whatever the etag does"
+        );
+    }
     assert_eq!(
-        f.binding_members("roles/storage.objectViewer"),
-        [GSA_MEMBER, "user:alice@example.com"],
+        members_of(
+            &f.gcp.service_account_policy(GSA),
+            "roles/iam.workloadIdentityUser"
+        ),
+        [OTHER_KSA],
         "nothing half-done"
     );
+    f.gcp.edit_before_sets(0, |_| {});
+    assert!(f.revert(&spec).await, "once it settles, the revert lands");
     Ok(())
 }
 
 #[tokio::test]
 async fn deny_policy_awaits_its_operation_and_delete_reverts() -> Result<()> {
     let f = fixture().await?;
-    let c = f.rung(ActionKind::GcpDenyPolicy).await;
-    let id = c.spec["policyId"]
-        .as_str()
-        .expect("a policy id")
-        .to_string();
+    let spec = f.rung(&DENY_POLICY).await.spec;
+    let id = deny_spec(&spec).policy_id.clone();
     assert_eq!(
         id,
-        f.rung(ActionKind::GcpDenyPolicy).await.spec["policyId"],
+        deny_spec(&f.rung(&DENY_POLICY).await.spec).policy_id,
         "deterministic"
     );
     f.gcp.operation_polls(3);
-    assert!(changed(f.plane.run(&c, Op::Apply).await?));
+    assert!(f.apply(&spec).await);
     let stored = f.gcp.deny_policies(PROJECT);
     let rule = &stored[&id]["rules"][0]["denyRule"];
     assert_eq!(
@@ -431,51 +538,51 @@ async fn deny_policy_awaits_its_operation_and_delete_reverts() -> Result<()> {
         .filter(|r| r.method == "GET" && r.path.contains("/operations/"))
         .count();
     assert!(polls >= 3, "the operation was awaited ({polls} polls)");
-    f.poll(&c, Op::Verify).await;
-    assert!(
-        !changed(f.plane.run(&c, Op::Apply).await?),
-        "re-apply finds it"
-    );
+    f.poll(&spec, Check::Applied).await;
+    assert!(!f.apply(&spec).await, "re-apply finds it");
     assert_eq!(
         f.binding_members("roles/storage.objectViewer").len(),
         2,
         "bindings untouched"
     );
 
-    assert!(changed(f.plane.run(&c, Op::Revert).await?));
+    assert!(f.revert(&spec).await);
     assert!(f.gcp.deny_policies(PROJECT).is_empty());
-    f.poll(&c, Op::VerifyReverted).await;
-    assert!(
-        !changed(f.plane.run(&c, Op::Revert).await?),
-        "404 = already gone"
-    );
+    f.poll(&spec, Check::Reverted).await;
+    assert!(!f.revert(&spec).await, "404 = already gone");
     Ok(())
 }
 
 #[tokio::test]
 async fn remove_wi_user_cuts_only_the_agents_link() -> Result<()> {
     let f = fixture().await?;
-    let c = f.rung(ActionKind::GcpRemoveWiUser).await;
+    let rung = f.rung(&REMOVE_WI_USER).await;
     assert!(
-        c.notes.iter().any(|n| n.contains("tokens already issued")),
+        rung.notes
+            .iter()
+            .any(|n| n.contains("tokens already issued")),
         "{:?}",
-        c.notes
+        rung.notes
     );
-    assert!(changed(f.plane.run(&c, Op::Apply).await?));
+    let spec = rung.spec;
+    assert!(f.apply(&spec).await);
     let policy = f.gcp.service_account_policy(GSA);
     assert_eq!(
         members_of(&policy, "roles/iam.workloadIdentityUser"),
         [OTHER_KSA]
     );
-    f.poll(&c, Op::Verify).await;
-    assert!(!changed(f.plane.run(&c, Op::Apply).await?));
-    assert!(changed(f.plane.run(&c, Op::Revert).await?));
+    f.poll(&spec, Check::Applied).await;
+    let writes = f.gcp.writes();
+    assert!(!f.apply(&spec).await);
+    assert_eq!(f.gcp.writes(), writes, "re-apply writes nothing");
+    assert!(f.revert(&spec).await);
     let policy = f.gcp.service_account_policy(GSA);
     assert_eq!(
         members_of(&policy, "roles/iam.workloadIdentityUser"),
         [OTHER_KSA, KSA_MEMBER]
     );
-    f.poll(&c, Op::VerifyReverted).await;
+    f.poll(&spec, Check::Reverted).await;
+    assert!(!f.revert(&spec).await);
     assert_eq!(f.gcp.blind_writes(), 0);
     Ok(())
 }
@@ -483,81 +590,131 @@ async fn remove_wi_user_cuts_only_the_agents_link() -> Result<()> {
 #[tokio::test]
 async fn disable_service_account_is_approval_only_and_reverts_by_enable() -> Result<()> {
     let f = fixture().await?;
-    let c = f.rung(ActionKind::GcpDisableServiceAccount).await;
-    assert!(c.kind.approval_only());
-    assert!(changed(f.plane.run(&c, Op::Apply).await?));
+    let spec = f.rung(&DISABLE_SERVICE_ACCOUNT).await.spec;
+    assert!(GcpIam::kind_of(&spec).approval_only);
+    assert!(f.apply(&spec).await);
     assert!(f.gcp.service_account_disabled(GSA));
-    f.poll(&c, Op::Verify).await;
-    assert!(!changed(f.plane.run(&c, Op::Apply).await?));
-    assert!(changed(f.plane.run(&c, Op::Revert).await?));
+    f.poll(&spec, Check::Applied).await;
+    let writes = f.gcp.writes();
+    assert!(!f.apply(&spec).await);
+    assert_eq!(f.gcp.writes(), writes, "re-apply writes nothing");
+    assert!(f.revert(&spec).await);
     assert!(!f.gcp.service_account_disabled(GSA));
-    f.poll(&c, Op::VerifyReverted).await;
-    assert!(!changed(f.plane.run(&c, Op::Revert).await?));
+    f.poll(&spec, Check::Reverted).await;
+    assert!(!f.revert(&spec).await);
     Ok(())
 }
 
 #[tokio::test]
 async fn stale_reads_make_verify_poll_until_the_write_shows() -> Result<()> {
     let f = fixture().await?;
-    let c = f.rung(ActionKind::GcpRemoveBindingMember).await;
-    f.plane.run(&c, Op::Apply).await?;
+    let spec = f.rung(&REMOVE_BINDING_MEMBER).await.spec;
+    assert!(f.apply(&spec).await);
     f.gcp.stale_reads(3);
-    let first = f.plane.run(&c, Op::Verify).await?;
-    assert!(
-        matches!(&first, Step::Checked(v) if !v.ok && v.detail.contains("polling")),
-        "{first:?}"
-    );
-    let polls = f.poll(&c, Op::Verify).await;
+    let first = f.plane.check(&spec, Check::Applied).await?;
+    assert!(!first.ok && first.detail.contains("polling"), "{first:?}");
+    let polls = f.poll(&spec, Check::Applied).await;
     assert_eq!(polls, 3, "two more stale reads, then the write shows");
     Ok(())
 }
 
 #[tokio::test]
-async fn transient_errors_and_timeouts_are_retried_within_bounds() -> Result<()> {
+async fn failing_and_slow_apis_get_one_attempt_and_a_typed_transient_error() -> Result<()> {
     let f = fixture().await?;
-    f.gcp.fail_next(2, 503);
-    f.plan().await.expect("two 503s are retried");
+    for (status, name) in [
+        (503, "UNAVAILABLE"),
+        (500, "INTERNAL"),
+        (429, "RESOURCE_EXHAUSTED"),
+    ] {
+        f.gcp.fail_next(1, status);
+        let before = f.api_requests();
+        let err = f.plan().await.expect_err("the API failed");
+        assert!(
+            matches!(err, PlaneError::Unavailable { .. }),
+            "{status}: {err}"
+        );
+        assert_eq!(err.kind(), FaultKind::Transient, "the engine retries it");
+        assert!(
+            err.to_string().contains(name) || err.to_string().contains(&status.to_string()),
+            "{err}"
+        );
+        assert_eq!(
+            f.api_requests() - before,
+            1,
+            "{status}: one attempt, not retried by the plane"
+        );
+        f.plan()
+            .await
+            .expect("the engine's next attempt goes through");
+    }
     f.gcp.delay_next(1, Duration::from_secs(2));
-    f.plan().await.expect("a timed-out attempt is retried");
-    f.gcp.fail_next(100, 500);
-    let err = f.plan().await.expect_err("500 forever");
-    assert!(matches!(err, SurfaceError::Unreachable { .. }), "{err}");
+    let before = f.api_requests();
+    let started = Instant::now();
+    let err = f.plan().await.expect_err("timed out");
+    assert!(matches!(err, PlaneError::Unreachable { .. }), "{err}");
     assert!(
-        err.to_string().contains("INTERNAL") || err.to_string().contains("500"),
-        "{err}"
+        started.elapsed() < Duration::from_secs(2),
+        "cut at gcp.requestTimeout, not waited out: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        f.api_requests() - before,
+        1,
+        "the timed-out read is not re-sent"
     );
     assert_eq!(f.gcp.writes(), 0);
     Ok(())
 }
 
 #[tokio::test]
+async fn a_server_error_on_the_write_is_unavailable_and_nothing_is_written() -> Result<()> {
+    let f = fixture().await?;
+    let spec = f.rung(&REMOVE_BINDING_MEMBER).await.spec;
+    f.gcp.fail_next_sets(1, 503);
+    let err = f
+        .plane
+        .change(&spec, Change::Apply)
+        .await
+        .expect_err("setIamPolicy answered 503");
+    assert!(
+        matches!(err, PlaneError::Unavailable { .. }),
+        "a server error, not a moved etag: {err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("setIamPolicy of project acme-prod"),
+        "{err}"
+    );
+    assert_eq!(f.gcp.writes(), 1, "one setIamPolicy, not re-sent");
+    assert_eq!(
+        f.binding_members("roles/storage.objectViewer"),
+        [GSA_MEMBER, "user:alice@example.com"],
+        "the failed attempt wrote nothing"
+    );
+    assert!(f.apply(&spec).await, "the engine's retry lands");
+    assert_eq!(f.gcp.writes(), 2);
+    Ok(())
+}
+
+#[tokio::test]
 async fn bad_input_gets_precise_errors_and_changes_nothing() -> Result<()> {
     let f = fixture().await?;
-    let input = |envelope: &'static Envelope, alert: &'static Alert| PlanInput {
-        incident: "inc-bad",
-        alert,
-        envelope,
-    };
-    let observe = |envelope: Envelope, alert: Alert| {
+    let plan = |envelope: Envelope, alert: Alert| {
         let plane = &f.plane;
-        async move {
-            let envelope: &'static Envelope = Box::leak(Box::new(envelope));
-            let alert: &'static Alert = Box::leak(Box::new(alert));
-            let input = input(envelope, alert);
-            plane.observe(&input).await?.candidates(&input)
-        }
+        async move { candidates(plane, "inc-bad", &envelope, &alert).await }
     };
-    let err = observe(
+    let err = plan(
         envelope(&["serviceAccount:payment-agent"]),
         alert("storage.objects.get", BREACH),
     )
     .await
     .expect_err("bad principal");
+    assert!(matches!(err, PlaneError::Invalid { .. }), "{err}");
     assert!(
         err.to_string().contains("spec.identity.principals[0]"),
         "{err}"
     );
-    let err = observe(
+    let err = plan(
         envelope(&["serviceAccount:ghost@acme-prod.iam.gserviceaccount.com"]),
         alert("storage.objects.get", BREACH),
     )
@@ -569,7 +726,7 @@ async fn bad_input_gets_precise_errors_and_changes_nothing() -> Result<()> {
             && err.to_string().contains("does not exist"),
         "{err}"
     );
-    let err = observe(
+    let err = plan(
         envelope(&[GSA_MEMBER]),
         alert(
             "storage.objects.get",
@@ -583,19 +740,19 @@ async fn bad_input_gets_precise_errors_and_changes_nothing() -> Result<()> {
             .contains("project other-prod, which is not under gcp.projects"),
         "{err}"
     );
-    let err = observe(
+    let err = plan(
         envelope(&[GSA_MEMBER]),
         alert("storage.buckets.delete", BREACH),
     )
     .await
     .expect_err("not granted");
-    assert!(matches!(err, SurfaceError::Unsupported { .. }), "{err}");
+    assert!(matches!(err, PlaneError::Unsupported { .. }), "{err}");
     assert!(
         err.to_string()
             .contains("no binding in project(s) acme-prod grants storage.buckets.delete"),
         "{err}"
     );
-    let err = observe(
+    let err = plan(
         envelope(&[GSA_MEMBER]),
         alert("gcp:storage.objects", BREACH),
     )
@@ -605,32 +762,47 @@ async fn bad_input_gets_precise_errors_and_changes_nothing() -> Result<()> {
 
     // A configured project that does not exist (or that Firebreak may not read).
     let ghost = plane_for(&f.gcp, &[PROJECT, "ghost-project"]).await?;
-    let env = envelope(&[GSA_MEMBER]);
-    let al = alert("storage.objects.get", BREACH);
-    let input = PlanInput {
-        incident: "inc-bad",
-        alert: &al,
-        envelope: &env,
-    };
-    let err = ghost.observe(&input).await.err().expect("unknown project");
-    assert!(matches!(err, SurfaceError::Refused { .. }), "{err}");
+    let err = candidates(&ghost, "inc-bad", &f.envelope, &f.alert)
+        .await
+        .expect_err("unknown project");
+    assert!(matches!(err, PlaneError::Refused { .. }), "{err}");
     assert!(
         err.to_string()
             .contains("getIamPolicy of project ghost-project"),
         "{err}"
     );
 
-    // A journaled spec naming a binding or member that is not there: nothing to remove.
-    let mut c = f.rung(ActionKind::GcpRemoveBindingMember).await;
-    c.spec["binding"]["role"] = json!("roles/storage.admin");
-    assert!(!changed(f.plane.run(&c, Op::Apply).await?));
-    c.spec = json!({"op": "somethingElse"});
-    let err = f
-        .plane
-        .run(&c, Op::Apply)
+    // The journaled form, through the engine's adapter: a spec naming a binding that is not
+    // there has nothing to remove; one that is not a GCP spec is refused before any call.
+    let mut planes = Planes::default();
+    planes.register(plane_for(&f.gcp, &[PROJECT]).await?)?;
+    let registered = planes
+        .get(&PlaneKey::from_static(GcpIam::KEY))
+        .expect("registered under its key");
+    let mut action = registered
+        .candidates(&f.input())
+        .await?
+        .into_iter()
+        .find(|c| c.kind == REMOVE_BINDING_MEMBER)
+        .expect("a rung-0 candidate");
+    assert_eq!(action.spec["rung"], json!("remove_binding_member"));
+    action.spec["binding"]["role"] = json!("roles/storage.admin");
+    assert!(!registered.change(&action, Change::Apply).await?.changed);
+    let mut extra = action.clone();
+    extra.spec["etag"] = json!("BwX0");
+    let err = registered
+        .change(&extra, Change::Apply)
+        .await
+        .expect_err("an unknown field");
+    assert!(matches!(err, PlaneError::Invalid { .. }), "{err}");
+    assert!(err.to_string().contains("unknown field `etag`"), "{err}");
+    action.spec = json!({"rung": "something_else"});
+    let err = registered
+        .change(&action, Change::Apply)
         .await
         .expect_err("not a GCP spec");
-    assert!(err.to_string().contains("not a GCP IAM spec"), "{err}");
+    assert!(matches!(err, PlaneError::Invalid { .. }), "{err}");
+    assert!(err.to_string().contains("is not one gcp wrote"), "{err}");
     assert_eq!(f.gcp.writes(), 0, "bad input wrote nothing");
     Ok(())
 }
@@ -647,31 +819,32 @@ async fn direct_workload_identity_principal_is_removed_and_denied_in_its_own_for
     let plane = plane_for(&gcp, &[PROJECT]).await?;
     let env = envelope(&[WI_PRINCIPAL]);
     let al = alert("storage.objects.get", BREACH);
-    let input = PlanInput {
-        incident: "inc-wi",
-        alert: &al,
-        envelope: &env,
-    };
-    let candidates = plane.observe(&input).await?.candidates(&input)?;
-    let kinds: Vec<ActionKind> = candidates.iter().map(|c| c.kind).collect();
+    let candidates = candidates(&plane, "inc-wi", &env, &al).await?;
     assert_eq!(
-        kinds,
-        [
-            ActionKind::GcpRemoveBindingMember,
-            ActionKind::GcpDenyPolicy
-        ],
+        kinds(&candidates),
+        [REMOVE_BINDING_MEMBER.name, DENY_POLICY.name],
         "no GSA: no link or disable rungs"
     );
     assert_eq!(
-        candidates[1].spec["deniedPrincipals"],
-        json!([WI_PRINCIPAL])
+        deny_spec(&candidates[1].spec).denied_principals,
+        [WI_PRINCIPAL]
     );
-    assert!(changed(plane.run(&candidates[0], Op::Apply).await?));
+    assert!(
+        plane
+            .change(&candidates[0].spec, Change::Apply)
+            .await?
+            .changed
+    );
     assert_eq!(
         members_of(&gcp.project_policy(PROJECT), "roles/storage.objectViewer"),
         ["user:alice@example.com"]
     );
-    assert!(changed(plane.run(&candidates[1], Op::Apply).await?));
+    assert!(
+        plane
+            .change(&candidates[1].spec, Change::Apply)
+            .await?
+            .changed
+    );
     assert_eq!(gcp.deny_policies(PROJECT).len(), 1);
     Ok(())
 }

@@ -1,242 +1,36 @@
 //! The Kubernetes RBAC plane end to end: the real `kube` client against the strict fake API
-//! server (`firebreak_e2e::kube_api`), one server per test.
-//!
-//! The cluster: in namespace `payments`, RoleBinding `secret-readers` grants Role
-//! `secret-reader` (get secrets) to User alice, the agent's ServiceAccount and ServiceAccount
-//! auditor; RoleBinding `agent-config` grants Role `config-reader` (get, list configmaps) to the
-//! agent alone. The agent's envelope reads configmaps and the secret `app-config`; the breach
-//! reads the secret `partner-keys`.
+//! server (`firebreak_e2e::kube_api`), one server per test. The cluster is described in
+//! `surfaces/identity/k8s/tests/support/cluster.rs`.
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+#[path = "../../surfaces/identity/k8s/tests/support/cluster.rs"]
+mod cluster;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
 
 use anyhow::Result;
-use firebreak_containment::action::ActionKind;
-use firebreak_containment::alert::Alert;
-use firebreak_containment::envelope::Envelope;
-use firebreak_containment::plan::Candidate;
-use firebreak_containment::surface::{ControlPlane, PlanInput, SurfaceError};
+use cluster::{
+    alert, config, fixture, fixture_with, kind, sa_subject, seed_secret_readers, service_account,
+    AGENT_USER, BREACH,
+};
+use firebreak_containment::plane::{Change, Check, Plane, PlaneError};
 use firebreak_e2e::kube_api::{KubeApi, ObjectKey};
 use firebreak_k8s::identity::CloudIdentity;
-use firebreak_k8s::plane::{ATTEMPTS, BACKOFF};
-use firebreak_k8s::{AgentServiceAccount, GkeWorkloadPool, IdentityError, K8sConfig, K8sRbac};
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+use firebreak_k8s::{
+    GkeWorkloadPool, IdentityError, K8sRbac, K8sSpec, DELETE_ROLEBINDING,
+    REMOVE_ROLEBINDING_SUBJECT,
 };
-use kube::api::PostParams;
 use kube::Api;
-use serde_json::{json, Value};
-
-const AGENT_KEY: &str = "prod-eks/payments/Deployment/payment-agent";
-const AGENT_USER: &str = "system:serviceaccount:payments:payment-agent";
-const BREACH: &str = "namespaces/payments/secrets/partner-keys";
-
-fn binding(name: &str, role: &str, subjects: Value, labels: Value, annotations: Value) -> Value {
-    json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-        "metadata": {"name": name, "namespace": "payments", "labels": labels, "annotations": annotations},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
-        "subjects": subjects,
-    })
-}
-
-fn sa_subject(name: &str) -> Value {
-    json!({"kind": "ServiceAccount", "name": name, "namespace": "payments"})
-}
-
-fn service_account(name: &str, annotations: Value) -> Value {
-    json!({"apiVersion": "v1", "kind": "ServiceAccount",
-           "metadata": {"name": name, "namespace": "payments", "annotations": annotations}})
-}
-
-/// Seeds the cluster described in the module docs; `labels`/`annotations` go on secret-readers.
-fn seed(kube: &KubeApi, labels: Value, annotations: Value) -> Result<()> {
-    for sa in ["payment-agent", "auditor"] {
-        kube.seed(service_account(sa, json!({})))?;
-    }
-    kube.seed(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-        "metadata": {"name": "secret-reader", "namespace": "payments"},
-        "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}],
-    }))?;
-    kube.seed(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-        "metadata": {"name": "config-reader", "namespace": "payments"},
-        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}],
-    }))?;
-    kube.seed(binding(
-        "secret-readers",
-        "secret-reader",
-        json!([
-            {"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"},
-            sa_subject("payment-agent"),
-            sa_subject("auditor"),
-        ]),
-        labels,
-        annotations,
-    ))?;
-    kube.seed(binding(
-        "agent-config",
-        "config-reader",
-        json!([sa_subject("payment-agent")]),
-        json!({}),
-        json!({}),
-    ))?;
-    Ok(())
-}
-
-fn envelope() -> Envelope {
-    Envelope::from_yaml(
-        r#"apiVersion: firebreak.dev/v1alpha1
-kind: Envelope
-metadata: {name: payment-agent, namespace: payments}
-spec:
-  agent: {cluster: prod-eks, namespace: payments, workload: Deployment/payment-agent, serviceAccount: payment-agent}
-  version: 7
-  status: converged
-  identity:
-    observed:
-      - {action: "k8s:get", resource: namespaces/payments/configmaps/settings, closure: literal, count: 900, sessions: 80}
-      - {action: "k8s:list", resource: namespaces/payments/configmaps, closure: literal, count: 300, sessions: 40}
-      - {action: "k8s:get", resource: namespaces/payments/secrets/app-config, closure: literal, count: 500, sessions: 60}
-"#,
-    )
-    .expect("envelope parses")
-}
-
-fn alert(workload: &str, resource: &str) -> Alert {
-    let body = json!({
-        "id": "a-k8s-1", "source": "test", "time": "2026-11-22T02:47:00Z",
-        "agent": {"cluster": "prod-eks", "namespace": "payments", "workload": workload, "serviceAccount": "payment-agent"},
-        "dimension": "identity",
-        "parameter": {"action": "k8s:get", "resource": resource},
-        "tier": "attack-attempt", "severity": "critical", "evidence": {}
-    });
-    Alert::from_json(body.to_string().as_bytes()).expect("alert parses")
-}
-
-fn config(kube: &KubeApi) -> K8sConfig {
-    K8sConfig {
-        api_server: Some(kube.url()),
-        agents: BTreeMap::from([(
-            AGENT_KEY.to_string(),
-            AgentServiceAccount {
-                namespace: "payments".into(),
-                service_account: "payment-agent".into(),
-            },
-        )]),
-        verify_deadline: Duration::from_secs(5),
-        gke_workload_pool: None,
-    }
-}
-
-struct Fixture {
-    kube: KubeApi,
-    plane: K8sRbac,
-    envelope: Envelope,
-    alert: Alert,
-}
-
-async fn fixture_with(labels: Value, annotations: Value) -> Result<Fixture> {
-    let kube = KubeApi::start().await?;
-    seed(&kube, labels, annotations)?;
-    let plane = K8sRbac::new(config(&kube)).await?;
-    Ok(Fixture {
-        kube,
-        plane,
-        envelope: envelope(),
-        alert: alert("Deployment/payment-agent", BREACH),
-    })
-}
-
-async fn fixture() -> Result<Fixture> {
-    fixture_with(json!({}), json!({})).await
-}
-
-impl Fixture {
-    fn input(&self) -> PlanInput<'_> {
-        PlanInput {
-            incident: "inc-k8s",
-            alert: &self.alert,
-            envelope: &self.envelope,
-        }
-    }
-
-    async fn plan(&self) -> Result<Vec<Candidate>, SurfaceError> {
-        let input = self.input();
-        self.plane.observe(&input).await?.candidates(&input)
-    }
-
-    async fn rung0(&self) -> Candidate {
-        let candidates = self.plan().await.expect("plan");
-        candidates
-            .into_iter()
-            .find(|c| c.kind == ActionKind::K8sRemoveRolebindingSubject)
-            .expect("a remove-subject candidate")
-    }
-
-    fn secret_readers(&self) -> Value {
-        self.kube
-            .object(&ObjectKey::role_binding("payments", "secret-readers"))
-            .expect("secret-readers exists")
-    }
-
-    fn subject_names(&self) -> Vec<String> {
-        self.secret_readers()["subjects"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|s| s["name"].as_str().unwrap_or_default().to_string())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// Asks the fake's authorizer directly (not through the plane).
-    async fn may_read_partner_keys(&self, user: &str, groups: &[&str]) -> Result<bool> {
-        let client = kube::Client::try_from(kube::Config::new(self.kube.url().parse()?))?;
-        let api: Api<SubjectAccessReview> = Api::all(client);
-        let review = SubjectAccessReview {
-            spec: SubjectAccessReviewSpec {
-                user: Some(user.into()),
-                groups: Some(groups.iter().map(|g| g.to_string()).collect()),
-                resource_attributes: Some(ResourceAttributes {
-                    verb: Some("get".into()),
-                    group: Some(String::new()),
-                    resource: Some("secrets".into()),
-                    namespace: Some("payments".into()),
-                    name: Some("partner-keys".into()),
-                    ..ResourceAttributes::default()
-                }),
-                ..SubjectAccessReviewSpec::default()
-            },
-            ..SubjectAccessReview::default()
-        };
-        let answer = api.create(&PostParams::default(), &review).await?;
-        Ok(answer.status.is_some_and(|s| s.allowed))
-    }
-
-    fn patches(&self) -> Vec<Value> {
-        self.kube
-            .requests()
-            .into_iter()
-            .filter(|r| r.method == "PATCH" && !r.dry_run())
-            .filter_map(|r| r.body)
-            .collect()
-    }
-}
+use serde_json::json;
 
 #[tokio::test]
 async fn plan_apply_verify_revert_round_trip() -> Result<()> {
     let f = fixture().await?;
     let candidates = f.plan().await?;
-    let kinds: Vec<ActionKind> = candidates.iter().map(|c| c.kind).collect();
+    let kinds: Vec<&str> = candidates.iter().map(kind).collect();
     assert_eq!(
         kinds,
-        [
-            ActionKind::K8sRemoveRolebindingSubject,
-            ActionKind::K8sDeleteRolebinding
-        ]
+        [REMOVE_ROLEBINDING_SUBJECT.name, DELETE_ROLEBINDING.name]
     );
     let rung0 = &candidates[0];
     assert!(rung0.blocks && rung0.rejected.is_none(), "{rung0:?}");
@@ -254,11 +48,15 @@ async fn plan_apply_verify_revert_round_trip() -> Result<()> {
         .iter()
         .any(|n| n.contains("User alice") && n.contains("ServiceAccount payments/auditor")));
 
+    let spec = &rung0.spec;
     assert!(f.may_read_partner_keys(AGENT_USER, &[]).await?);
-    assert!(f.plane.apply(rung0).await?.changed);
+    // Verification reads the cluster, not the plan: before applying it fails.
+    let early = f.check(spec, Check::Applied).await?;
+    assert!(!early.ok, "{}", early.detail);
+    assert!(f.change(spec, Change::Apply).await?.changed);
     assert_eq!(f.subject_names(), ["alice", "auditor"]);
     assert_eq!(f.kube.writes(), 1);
-    let v = f.plane.verify(rung0).await?;
+    let v = f.check(spec, Check::Applied).await?;
     assert!(v.ok, "{}", v.detail);
     assert!(v.detail.contains("2 other subject(s)"), "{}", v.detail);
     assert!(!f.may_read_partner_keys(AGENT_USER, &[]).await?);
@@ -267,11 +65,15 @@ async fn plan_apply_verify_revert_round_trip() -> Result<()> {
             .await?
     );
     assert!(f.may_read_partner_keys("alice", &[]).await?);
+    assert!(
+        !f.check(spec, Check::Reverted).await?.ok,
+        "not reverted yet"
+    );
 
-    assert!(f.plane.revert(rung0).await?.changed);
+    assert!(f.change(spec, Change::Revert).await?.changed);
     // Back at its original index, so the binding reads as before.
     assert_eq!(f.subject_names(), ["alice", "payment-agent", "auditor"]);
-    let v = f.plane.verify_reverted(rung0).await?;
+    let v = f.check(spec, Check::Reverted).await?;
     assert!(v.ok, "{}", v.detail);
     assert!(f.may_read_partner_keys(AGENT_USER, &[]).await?);
     Ok(())
@@ -281,14 +83,17 @@ async fn plan_apply_verify_revert_round_trip() -> Result<()> {
 async fn apply_and_revert_are_idempotent() -> Result<()> {
     let f = fixture().await?;
     let rung0 = f.rung0().await;
-    assert!(f.plane.apply(&rung0).await?.changed);
+    assert!(f.change(&rung0, Change::Apply).await?.changed);
+    let again = f.change(&rung0, Change::Apply).await?;
+    assert!(!again.changed, "second apply must find the target state");
     assert!(
-        !f.plane.apply(&rung0).await?.changed,
-        "second apply must find the target state"
+        again.detail.contains("is not a subject"),
+        "{}",
+        again.detail
     );
     assert_eq!(f.kube.writes(), 1);
-    assert!(f.plane.revert(&rung0).await?.changed);
-    assert!(!f.plane.revert(&rung0).await?.changed);
+    assert!(f.change(&rung0, Change::Revert).await?.changed);
+    assert!(!f.change(&rung0, Change::Revert).await?.changed);
     assert_eq!(f.kube.writes(), 2);
     Ok(())
 }
@@ -331,10 +136,9 @@ async fn planning_writes_nothing_but_dry_runs_the_patch() -> Result<()> {
 }
 
 #[tokio::test]
-async fn concurrent_edit_is_re_read_and_re_planned() -> Result<()> {
+async fn a_concurrent_edit_is_a_conflict_and_a_fresh_plan_cuts_at_the_new_index() -> Result<()> {
     let f = fixture().await?;
     let rung0 = f.rung0().await;
-    let planned_rv = f.secret_readers()["metadata"]["resourceVersion"].clone();
     // Someone prepends bob between Firebreak's read and its patch: the agent moves to index 2.
     f.kube.edit_before_patches(1, |b| {
         if let Some(subjects) = b["subjects"].as_array_mut() {
@@ -344,42 +148,68 @@ async fn concurrent_edit_is_re_read_and_re_planned() -> Result<()> {
             );
         }
     });
-    assert!(f.plane.apply(&rung0).await?.changed);
+    let read_rv = f.secret_readers()["metadata"]["resourceVersion"].clone();
+    let err = f
+        .change(&rung0, Change::Apply)
+        .await
+        .expect_err("the guard fails");
+    assert!(matches!(err, PlaneError::Conflict { .. }), "{err}");
+    let patches = f.patches();
+    assert_eq!(patches.len(), 1, "one attempt, never re-sent by the plane");
+    assert_eq!(
+        patches[0][0]["value"], read_rv,
+        "guarded by the version read"
+    );
+    assert_eq!(f.kube.writes(), 0, "nothing written");
     assert_eq!(
         f.subject_names(),
-        ["bob", "alice", "auditor"],
-        "bob's edit survives"
+        ["bob", "alice", "payment-agent", "auditor"],
+        "bob's edit survives and the agent is still bound"
     );
+
+    // What the engine does next: a new plan from a fresh observation.
+    let fresh = f.rung0().await;
+    let K8sSpec::RemoveSubject(planned) = &fresh else {
+        panic!("{fresh:?}")
+    };
+    assert_eq!(planned.index, 2, "re-planned at the new index");
+    assert!(f.change(&fresh, Change::Apply).await?.changed);
+    assert_eq!(f.subject_names(), ["bob", "alice", "auditor"]);
     let patches = f.patches();
-    assert_eq!(patches.len(), 2, "one refused patch, one re-planned patch");
-    assert_eq!(patches[0][0]["value"], planned_rv);
+    assert_eq!(patches.len(), 2);
     assert_ne!(
-        patches[1][0]["value"], planned_rv,
-        "the retry is guarded by the re-read version"
+        patches[1][0]["value"], read_rv,
+        "guarded by the re-read version"
     );
     assert_eq!(
         patches[1][2],
-        json!({"op": "remove", "path": "/subjects/2"}),
-        "re-planned at the new index"
+        json!({"op": "remove", "path": "/subjects/2"})
     );
     assert_eq!(f.kube.writes(), 1);
     Ok(())
 }
 
 #[tokio::test]
-async fn a_binding_that_keeps_changing_is_a_conflict_not_a_blind_resend() -> Result<()> {
+async fn every_call_re_reads_before_it_writes_never_a_blind_resend() -> Result<()> {
     let f = fixture().await?;
     let rung0 = f.rung0().await;
-    f.kube.edit_before_patches(ATTEMPTS, |b| {
+    f.kube.edit_before_patches(3, |b| {
         b["metadata"]["labels"]["touched"] = json!("yes");
     });
-    let err = f.plane.apply(&rung0).await.expect_err("must give up");
-    assert!(matches!(err, SurfaceError::Conflict { .. }), "{err}");
+    for call in 0..3 {
+        let err = f
+            .change(&rung0, Change::Apply)
+            .await
+            .expect_err("the binding changed under the patch");
+        assert!(
+            matches!(err, PlaneError::Conflict { .. }),
+            "call {call}: {err}"
+        );
+    }
     let patches = f.patches();
-    assert_eq!(patches.len(), ATTEMPTS as usize);
-    let versions: std::collections::BTreeSet<String> =
-        patches.iter().map(|p| p[0]["value"].to_string()).collect();
-    assert_eq!(versions.len(), patches.len(), "every attempt re-read first");
+    assert_eq!(patches.len(), 3, "one patch per call");
+    let versions: BTreeSet<String> = patches.iter().map(|p| p[0]["value"].to_string()).collect();
+    assert_eq!(versions.len(), 3, "each call guarded by its own fresh read");
     assert_eq!(f.kube.writes(), 0);
     assert!(f.subject_names().contains(&"payment-agent".to_string()));
     Ok(())
@@ -397,40 +227,67 @@ async fn gitops_managed_binding_is_flagged_in_the_plan() -> Result<()> {
         assert!(
             notes.contains("Argo CD (Application payments-rbac)"),
             "{}: {notes}",
-            candidate.kind
+            kind(&candidate)
         );
         assert!(
             notes.contains("Flux (Kustomization flux-system/rbac)"),
             "{}: {notes}",
-            candidate.kind
+            kind(&candidate)
         );
     }
     Ok(())
 }
 
 #[tokio::test]
-async fn server_errors_are_retried_with_backoff_then_given_up() -> Result<()> {
+async fn each_fault_is_one_attempt_with_a_typed_answer() -> Result<()> {
     let f = fixture().await?;
-    f.kube.fail_next(2, 503);
-    let started = Instant::now();
-    assert!(!f.plan().await?.is_empty(), "two 503s are absorbed");
-    assert!(started.elapsed() >= BACKOFF * 3, "backed off 100 + 200 ms");
+    for (status, what) in [
+        (503, "unavailable"),
+        (500, "unavailable"),
+        (429, "unavailable"),
+        (403, "refused"),
+    ] {
+        let before = f.kube.requests().len();
+        f.kube.fail_next(1, status);
+        let err = f.plan().await.expect_err("a failing server");
+        let typed = match &err {
+            PlaneError::Unavailable { .. } => "unavailable",
+            PlaneError::Refused { .. } => "refused",
+            _ => "other",
+        };
+        assert_eq!(typed, what, "{status}: {err}");
+        assert_eq!(
+            f.kube.requests().len() - before,
+            1,
+            "{status}: one attempt, the engine decides about the next"
+        );
+        if status == 403 {
+            assert!(
+                err.to_string().contains("create on subjectaccessreviews"),
+                "a refusal says what to grant: {err}"
+            );
+        }
+    }
+    // The fault gone, the same call succeeds: what the engine's retry finds.
+    assert!(!f.plan().await?.is_empty());
 
-    let before = f.kube.requests().len();
-    f.kube.fail_next(100, 500);
-    let started = Instant::now();
-    let err = f.plan().await.expect_err("a server that keeps failing");
-    assert!(matches!(err, SurfaceError::Unreachable { .. }), "{err}");
-    assert_eq!(
-        f.kube.requests().len() - before,
-        ATTEMPTS as usize,
-        "bounded"
-    );
-    assert!(
-        started.elapsed() >= BACKOFF * 7,
-        "backed off 100 + 200 + 400 ms"
-    );
+    let rung0 = f.rung0().await;
+    f.kube.fail_next(1, 502);
+    let err = f
+        .change(&rung0, Change::Apply)
+        .await
+        .expect_err("a failing server");
+    assert!(matches!(err, PlaneError::Unavailable { .. }), "{err}");
     assert_eq!(f.kube.writes(), 0);
+    assert!(f.subject_names().contains(&"payment-agent".to_string()));
+
+    // Nothing listening at all.
+    let gone = KubeApi::start().await?;
+    let plane = K8sRbac::new(config(&gone)).await?;
+    drop(gone);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let err = plane.observe(&f.input()).await.err().expect("no server");
+    assert!(matches!(err, PlaneError::Unreachable { .. }), "{err}");
     Ok(())
 }
 
@@ -438,42 +295,85 @@ async fn server_errors_are_retried_with_backoff_then_given_up() -> Result<()> {
 async fn verification_waits_out_stale_reads() -> Result<()> {
     let f = fixture().await?;
     let rung0 = f.rung0().await;
-    assert!(f.plane.apply(&rung0).await?.changed);
+    assert!(f.change(&rung0, Change::Apply).await?.changed);
     f.kube.stale_reads(2);
     for poll in 0..2 {
-        let v = f.plane.verify(&rung0).await?;
+        let v = f.check(&rung0, Check::Applied).await?;
         assert!(!v.ok, "poll {poll} reads the old binding: {}", v.detail);
     }
-    assert!(f.plane.verify(&rung0).await?.ok);
+    assert!(f.check(&rung0, Check::Applied).await?.ok);
     Ok(())
 }
 
 #[tokio::test]
 async fn delete_rolebinding_round_trip() -> Result<()> {
-    let f = fixture().await?;
-    let candidates = f.plan().await?;
-    let rung1 = candidates
-        .iter()
-        .find(|c| c.kind == ActionKind::K8sDeleteRolebinding)
-        .expect("rung 1");
-    assert!(rung1.kind.approval_only());
+    // Labelled and annotated, so the pre-image must bring the owner's metadata back too.
+    let f = fixture_with(
+        json!({"kustomize.toolkit.fluxcd.io/name": "rbac"}),
+        json!({"team": "payments"}),
+    )
+    .await?;
+    let rung1 = f.rung(DELETE_ROLEBINDING.name).await;
+    assert!(DELETE_ROLEBINDING.approval_only);
+    assert_eq!(K8sRbac::kind_of(&rung1), &DELETE_ROLEBINDING);
     let original = f.secret_readers();
-    assert!(f.plane.apply(rung1).await?.changed);
+    assert!(
+        !f.check(&rung1, Check::Applied).await?.ok,
+        "not applied yet"
+    );
+    assert!(f.change(&rung1, Change::Apply).await?.changed);
     assert!(f
         .kube
         .object(&ObjectKey::role_binding("payments", "secret-readers"))
         .is_none());
-    assert!(!f.plane.apply(rung1).await?.changed);
-    assert!(f.plane.verify(rung1).await?.ok);
+    assert!(!f.change(&rung1, Change::Apply).await?.changed);
+    assert_eq!(f.kube.writes(), 1);
+    assert!(f.check(&rung1, Check::Applied).await?.ok);
     assert!(
         !f.may_read_partner_keys("alice", &[]).await?,
         "the broad rung cuts every subject"
     );
-    assert!(f.plane.revert(rung1).await?.changed);
-    assert!(f.plane.verify_reverted(rung1).await?.ok);
+    assert!(
+        !f.check(&rung1, Check::Reverted).await?.ok,
+        "not reverted yet"
+    );
+    assert!(f.change(&rung1, Change::Revert).await?.changed);
+    assert!(!f.change(&rung1, Change::Revert).await?.changed);
+    assert_eq!(f.kube.writes(), 2);
+    assert!(f.check(&rung1, Check::Reverted).await?.ok);
     let restored = f.secret_readers();
     assert_eq!(restored["subjects"], original["subjects"]);
     assert_eq!(restored["roleRef"], original["roleRef"]);
+    assert_eq!(
+        restored["metadata"]["labels"],
+        json!({"kustomize.toolkit.fluxcd.io/name": "rbac"})
+    );
+    assert_eq!(
+        restored["metadata"]["annotations"],
+        json!({"team": "payments"})
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_binding_re_created_since_the_plan_is_a_conflict_and_not_deleted() -> Result<()> {
+    let f = fixture().await?;
+    let rung1 = f.rung(DELETE_ROLEBINDING.name).await;
+    let client = kube::Client::try_from(kube::Config::new(f.kube.url().parse()?))?;
+    Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(client, "payments")
+        .delete("secret-readers", &Default::default())
+        .await?;
+    // Another writer brings it back: same name, another object.
+    seed_secret_readers(&f.kube)?;
+    let writes = f.kube.writes();
+    let err = f
+        .change(&rung1, Change::Apply)
+        .await
+        .expect_err("another object");
+    assert!(matches!(err, PlaneError::Conflict { .. }), "{err}");
+    assert!(err.to_string().contains("another uid"), "{err}");
+    assert_eq!(f.kube.writes(), writes, "nothing written");
+    assert_eq!(f.subject_names(), ["alice", "payment-agent", "auditor"]);
     Ok(())
 }
 
@@ -482,11 +382,7 @@ async fn unknown_agent_missing_service_account_and_vanished_binding_are_precise_
 ) -> Result<()> {
     let f = fixture().await?;
     let stranger = alert("Deployment/other-agent", BREACH);
-    let input = PlanInput {
-        incident: "inc",
-        alert: &stranger,
-        envelope: &f.envelope,
-    };
+    let input = f.input_for(&stranger);
     assert!(!f.plane.handles(&input));
     let err = f.plane.observe(&input).await.err().expect("unknown agent");
     assert!(err.to_string().contains("k8s.agents"), "{err}");
@@ -500,22 +396,20 @@ async fn unknown_agent_missing_service_account_and_vanished_binding_are_precise_
         .await
         .err()
         .expect("missing ServiceAccount");
+    assert!(matches!(err, PlaneError::Invalid { .. }), "{err}");
     assert!(
         err.to_string()
             .contains("ServiceAccount payments/payment-agent does not exist"),
         "{err}"
     );
+    assert_eq!(kube.writes(), 0);
 
     // Not granted at all: nothing to cut.
     let unrelated = alert(
         "Deployment/payment-agent",
         "namespaces/kube-system/secrets/x",
     );
-    let input = PlanInput {
-        incident: "inc",
-        alert: &unrelated,
-        envelope: &f.envelope,
-    };
+    let input = f.input_for(&unrelated);
     let err = f
         .plane
         .observe(&input)
@@ -535,8 +429,11 @@ async fn unknown_agent_missing_service_account_and_vanished_binding_are_precise_
         .delete("secret-readers", &Default::default())
         .await?;
     let writes = f.kube.writes();
-    let err = f.plane.apply(&rung0).await.expect_err("binding is gone");
-    assert!(matches!(err, SurfaceError::Conflict { .. }), "{err}");
+    let err = f
+        .change(&rung0, Change::Apply)
+        .await
+        .expect_err("binding is gone");
+    assert!(matches!(err, PlaneError::Conflict { .. }), "{err}");
     assert!(
         err.to_string()
             .contains("RoleBinding payments/secret-readers does not exist"),

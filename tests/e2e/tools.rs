@@ -12,15 +12,15 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use firebreak_containment::agent::AgentKey;
-use firebreak_containment::engine::{Engine, EngineConfig, Parts, Request};
-use firebreak_containment::incident::PlanStatus;
+use firebreak_containment::engine::{Engine, EngineConfig, Parts, Progress, Request, Submitted};
 use firebreak_containment::journal::Journal;
 use firebreak_containment::metrics::Metrics;
+use firebreak_containment::plane::Planes;
 use firebreak_containment::runbook::Runbooks;
-use firebreak_containment::{ActionKind, Alert, Envelope, EnvelopeStore, Mode};
+use firebreak_containment::{Alert, Envelope, EnvelopeStore, IncidentId, Mode, Plan, PlanStatus};
 use firebreak_tools::{
     Authenticator, Decision, Gateway, GatewayConfig, Policy, TokenReview, TokenReviewConfig,
-    ToolsPlane,
+    ToolsPlane, REVOKE_TOOL,
 };
 use harness::{Agent, Server};
 use serde_json::{json, Value};
@@ -78,17 +78,25 @@ fn alert(id: &str, workload: &str, server: &str, tool: &str) -> Result<Alert> {
 /// One gateway + engine, sharing one policy, with its own journal.
 struct Rig {
     engine: Engine,
-    envelopes: EnvelopeStore,
     policy: Arc<Policy>,
     base: String,
     dir: tempfile::TempDir,
+    /// What it was started with, so [`Rig::restart`] can start the same daemon again.
+    upstreams: Value,
+    extra: Value,
 }
 
 impl Rig {
     async fn start(upstreams: Value, extra: Value) -> Result<Rig> {
+        Rig::open(upstreams, extra, tempfile::tempdir()?).await
+    }
+
+    /// A new daemon process on the journal in `dir`: an empty in-memory policy and a new
+    /// gateway. Nothing is recovered until the test calls [`Engine::recover`].
+    async fn open(upstreams: Value, extra: Value, dir: tempfile::TempDir) -> Result<Rig> {
         let mut config = json!({
             "listen": "127.0.0.1:0",
-            "upstreams": upstreams,
+            "upstreams": upstreams.clone(),
             "agents": {A_TOKEN: A, B_TOKEN: B},
         });
         if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
@@ -122,12 +130,13 @@ impl Rig {
             "b.yaml".into(),
         )?;
         policy.set_envelopes(&envelopes, config.envelope_only);
-        let dir = tempfile::tempdir()?;
+        let mut planes = Planes::default();
+        planes.register(plane)?;
         let engine = Engine::open(Parts {
             journal: Journal::open(&dir.path().join("journal.db"))?,
-            envelopes: envelopes.clone(),
+            envelopes,
             runbooks: Runbooks::embedded()?,
-            planes: vec![Arc::new(plane)],
+            planes,
             metrics: Metrics::new()?,
             config: EngineConfig {
                 verify_poll: Duration::from_millis(5),
@@ -141,11 +150,18 @@ impl Rig {
         tokio::spawn(async move { gateway.serve_on(listener).await });
         Ok(Rig {
             engine,
-            envelopes,
             policy,
             base,
             dir,
+            upstreams,
+            extra,
         })
+    }
+
+    /// Stops this daemon's engine and starts a new process on the same journal.
+    async fn restart(self) -> Result<Rig> {
+        self.engine.shutdown();
+        Rig::open(self.upstreams, self.extra, self.dir).await
     }
 
     /// Every kind of upstream: FastMCP and server-everything over HTTP, server-everything
@@ -168,28 +184,49 @@ impl Rig {
         format!("{}/mcp/{upstream}", self.base)
     }
 
-    async fn wait_for(&self, incident: &str, want: PlanStatus) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let status = self.engine.incident(incident).await.map(|i| i.status());
-            if status == Some(want) {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("incident {incident} is {status:?}, expected {want:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+    /// The status the submitted alert's plan settles in (no longer applying or verifying).
+    async fn settled(&self, submitted: &Submitted) -> Result<PlanStatus> {
+        let plan = plan_of(submitted)?;
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            self.engine.settled(&submitted.incident, &plan.id),
+        )
+        .await
+        .with_context(|| format!("plan {} did not settle within 10 s", plan.id))?
+        .with_context(|| format!("plan {} is not in the engine's view", plan.id))
     }
 
-    async fn journal_kinds(&self, incident: &str) -> Result<Vec<String>> {
+    async fn journal_kinds(&self, incident: &IncidentId) -> Result<Vec<String>> {
         Ok(self
             .engine
             .journal()
-            .entries_for(incident)?
+            .entries_for(incident.as_str())?
             .into_iter()
             .map(|e| e.kind)
             .collect())
+    }
+}
+
+/// The plan a submitted alert got (every alert in these tests is planned).
+fn plan_of(submitted: &Submitted) -> Result<&Plan> {
+    submitted
+        .plan
+        .as_ref()
+        .with_context(|| format!("{} has no plan: {:?}", submitted.incident, submitted.status))
+}
+
+/// Calls `tool` until the gateway refuses it (at most 5 s); returns the refusal's text.
+async fn until_refused(agent: &mut Agent, tool: &str, args: &Value) -> Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let called = agent.call(tool, args.clone()).await?;
+        if called.is_error {
+            return Ok(called.text);
+        }
+        if Instant::now() > deadline {
+            bail!("the gateway still serves {tool} after 5 s: {called:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -217,9 +254,9 @@ async fn revoke_one_tool(
             Request::DryRun,
         )
         .await?;
-    assert_eq!(dry.status, PlanStatus::DryRun);
-    let chosen = dry.plan.chosen.as_ref().context("a plan")?;
-    assert_eq!(chosen.kind, ActionKind::ToolsRevokeTool);
+    assert_eq!(dry.status, Progress::Plan(PlanStatus::DryRun));
+    let chosen = plan_of(&dry)?.chosen.as_ref().context("a chosen action")?;
+    assert_eq!(chosen.kind, REVOKE_TOOL.name);
     assert_eq!(
         chosen.blast_radius.broken, 0,
         "{tool} is outside the envelope"
@@ -233,7 +270,8 @@ async fn revoke_one_tool(
         "dry run changed the gateway"
     );
 
-    // The attack attempt is contained automatically; the very next call is refused.
+    // The attack attempt is contained automatically. The gateway's policy is enforcement
+    // Firebreak owns, so it is in force when `submit` answers: the very next call is refused.
     let submitted = rig
         .engine
         .submit(
@@ -241,20 +279,16 @@ async fn revoke_one_tool(
             Request::Runbook,
         )
         .await?;
-    assert_eq!(
-        submitted.plan.mode,
-        Mode::Auto,
-        "{:?}",
-        submitted.plan.mode_reason
-    );
+    let plan = plan_of(&submitted)?;
+    assert_eq!(plan.mode, Mode::Auto, "{}", plan.mode_reason);
     let incident = submitted.incident.clone();
-    rig.wait_for(&incident, PlanStatus::Contained).await?;
     let refused = a.call(tool, args.clone()).await?;
     assert!(
         refused.is_error,
         "stale success after containment: {refused:?}"
     );
-    assert!(refused.text.contains(&incident), "{}", refused.text);
+    assert!(refused.text.contains(incident.as_str()), "{}", refused.text);
+    assert_eq!(rig.settled(&submitted).await?, PlanStatus::Contained);
 
     // Nobody else and nothing else is touched.
     assert!(
@@ -281,7 +315,10 @@ async fn revoke_one_tool(
     }
 
     // Rollback restores the tool.
-    assert_eq!(rig.engine.rollback(&incident).await?, PlanStatus::Reverted);
+    assert_eq!(
+        rig.engine.rollback(&incident, None).await?,
+        PlanStatus::Reverted
+    );
     let after = a.call(tool, args).await?;
     assert!(!after.is_error, "after rollback: {after:?}");
     Ok(())
@@ -341,33 +378,30 @@ async fn a_restarted_daemon_reasserts_the_revocation_from_the_journal() -> Resul
             Request::Runbook,
         )
         .await?;
-    rig.wait_for(&submitted.incident, PlanStatus::Contained)
-        .await?;
-    // A new process: empty in-memory policy, same journal.
-    let policy = Arc::new(Policy::default());
-    let plane = ToolsPlane::new(policy.clone(), ["fastmcp".to_string()]);
-    let agent = AgentKey(A.into());
-    assert_eq!(
-        policy.decide(&agent, "fastmcp", "export_payouts"),
-        Decision::Allowed
+    assert_eq!(rig.settled(&submitted).await?, PlanStatus::Contained);
+    let incident = submitted.incident.clone();
+
+    // A new process: empty in-memory policy, a new gateway, the same journal.
+    let rig = rig.restart().await?;
+    let args = json!({"account": "acme"});
+    let mut a = Agent::start(&rig.url("fastmcp"), A_TOKEN, "2026-07-28").await?;
+    let mut b = Agent::start(&rig.url("fastmcp"), B_TOKEN, "2026-07-28").await?;
+    let before = a.call("export_payouts", args.clone()).await?;
+    assert!(
+        !before.is_error,
+        "the new process refused before recovering: {before:?}"
     );
-    let engine = Engine::open(Parts {
-        journal: Journal::open(&rig.dir.path().join("journal.db"))?,
-        envelopes: rig.envelopes.clone(),
-        runbooks: Runbooks::embedded()?,
-        planes: vec![Arc::new(plane)],
-        metrics: Metrics::new()?,
-        config: EngineConfig::default(),
-    })?;
-    engine.recover().await;
+
+    // Recovery re-applies the journaled revocation in the incident's task.
+    assert_eq!(rig.engine.recover(), vec![incident.clone()]);
+    let refused = until_refused(&mut a, "export_payouts", &args).await?;
+    assert!(refused.contains(incident.as_str()), "{refused}");
     assert!(matches!(
-        policy.decide(&agent, "fastmcp", "export_payouts"),
-        Decision::Revoked(r) if r.incident == submitted.incident
+        rig.policy.decide(&AgentKey(A.into()), "fastmcp", "export_payouts"),
+        Decision::Revoked(r) if r.incident == incident
     ));
-    assert_eq!(
-        policy.decide(&AgentKey(B.into()), "fastmcp", "export_payouts"),
-        Decision::Allowed
-    );
+    let other = b.call("export_payouts", args).await?;
+    assert!(!other.is_error, "another agent affected: {other:?}");
     Ok(())
 }
 
@@ -385,8 +419,7 @@ async fn subscriptions_listen_gets_list_changed_for_its_agent_only() -> Result<(
             Request::Runbook,
         )
         .await?;
-    rig.wait_for(&submitted.incident, PlanStatus::Contained)
-        .await?;
+    assert_eq!(rig.settled(&submitted).await?, PlanStatus::Contained);
     let deadline = Instant::now() + Duration::from_secs(5);
     while a.events().await? == 0 {
         if Instant::now() > deadline {
@@ -641,19 +674,23 @@ async fn service_account_tokens_are_checked_by_token_review() -> Result<()> {
         )
         .await?;
     // echo is in A's envelope: revoking it breaks one behaviour, so it waits for a human.
+    let plan = plan_of(&submitted)?;
+    assert_eq!(plan.mode, Mode::Approve, "{}", plan.mode_reason);
+    assert_eq!(plan.chosen.as_ref().map(|c| c.blast_radius.broken), Some(1));
     assert_eq!(
-        submitted.plan.mode,
-        Mode::Approve,
-        "{}",
-        submitted.plan.mode_reason
+        submitted.status,
+        Progress::Plan(PlanStatus::AwaitingApproval)
     );
-    assert_eq!(
-        submitted
-            .plan
-            .chosen
-            .as_ref()
-            .map(|c| c.blast_radius.broken),
-        Some(1)
+    assert!(!a.call("echo", json!({"text": "hi"})).await?.is_error);
+    // Approved, A's revocation refuses the call made with the ServiceAccount token.
+    rig.engine
+        .approve(&submitted.incident, &plan.hash, "oncall")
+        .await?;
+    assert_eq!(rig.settled(&submitted).await?, PlanStatus::Contained);
+    let refused = a.call("echo", json!({"text": "hi"})).await?;
+    assert!(
+        refused.is_error && refused.text.contains(submitted.incident.as_str()),
+        "{refused:?}"
     );
     let mut forged =
         Agent::start(&rig.url("fastmcp"), "forged-token-0000000", "2026-07-28").await?;
@@ -724,8 +761,7 @@ async fn listen_stream_gets_list_changed_for_its_agent_only() -> Result<()> {
             Request::Runbook,
         )
         .await?;
-    rig.wait_for(&submitted.incident, PlanStatus::Contained)
-        .await?;
+    assert_eq!(rig.settled(&submitted).await?, PlanStatus::Contained);
     let mut b_stream = open.pop().context("B's stream")?;
     let mut a_stream = open.pop().context("A's stream")?;
     let mut seen = String::new();

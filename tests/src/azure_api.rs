@@ -1,7 +1,7 @@
 //! A strict fake of Azure Resource Manager (and the Entra ID token endpoint) on loopback, for
 //! tests that drive Firebreak's real ARM client.
 //!
-//! No ARM can run here (DESIGN §7), so this follows the documented REST shapes and rejects what
+//! No ARM can run here (docs/ARCHITECTURE.md §Testing), so this follows the documented REST shapes and rejects what
 //! ARM rejects:
 //!
 //! * `POST /{tenant}/oauth2/v2.0/token` issues bearer tokens for a client secret or, as Entra ID

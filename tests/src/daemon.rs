@@ -135,6 +135,8 @@ impl Workspace {
             base: format!("http://127.0.0.1:{port}"),
             token: String::new(),
             log,
+            bin: self.bin.clone(),
+            config,
         };
         daemon.wait_healthy().await?;
         daemon.token = std::fs::read_to_string(self.dir.path().join("data/api-token"))?
@@ -164,9 +166,28 @@ pub struct Daemon {
     pub base: String,
     pub token: String,
     log: PathBuf,
+    bin: PathBuf,
+    config: PathBuf,
 }
 
 impl Daemon {
+    /// Runs a CLI command against this running daemon (same config: its port, its token);
+    /// returns (exit code, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> Result<(i32, String, String)> {
+        let out = Command::new(&self.bin)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .envs(aws_env())
+            .output()
+            .context("cannot run firebreak")?;
+        Ok((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+
     async fn wait_healthy(&self) -> Result<()> {
         let until = Instant::now() + Duration::from_secs(20);
         while Instant::now() < until {

@@ -1,5 +1,5 @@
 //! A strict fake of the EKS Pod Identity API on loopback, for tests that drive the real
-//! `aws-sdk-eks` client (moto has no Pod Identity APIs, DESIGN §7).
+//! `aws-sdk-eks` client (moto has no Pod Identity APIs, docs/ARCHITECTURE.md §Testing).
 //!
 //! It speaks rest-json as the SDK sends it and rejects what EKS rejects:
 //!

@@ -2,7 +2,7 @@
 //! clients (`google-cloud-resourcemanager-v3`, `google-cloud-iam-v2`, `google-cloud-iam-admin-v1`,
 //! authenticated by `google-cloud-auth`).
 //!
-//! No GCP stand-in exists (DESIGN §7), so this follows the documented REST shapes and rejects
+//! No GCP stand-in exists (docs/ARCHITECTURE.md §Testing), so this follows the documented REST shapes and rejects
 //! what the real APIs reject:
 //!
 //! * `POST /token`: an OAuth2 refresh-token grant (what `authorized_user` credentials send)
@@ -27,6 +27,7 @@
 //! Errors use Google's JSON error shape `{"error": {"code", "message", "status"}}`.
 //!
 //! Faults on demand: [`GcpApi::fail_next`] (the next N API requests get a 5xx),
+//! [`GcpApi::fail_next_sets`] (the next N setIamPolicy requests get a 5xx, after the reads),
 //! [`GcpApi::delay_next`] (the next N API requests answer late), [`GcpApi::stale_reads`] (the next
 //! N reads see the state before the latest write), [`GcpApi::edit_before_sets`] (another writer
 //! changes the policy between a client's get and its set). [`GcpApi::writes`] counts mutating
@@ -106,6 +107,8 @@ struct Store {
     blind_writes: u64,
     requests: Vec<Recorded>,
     faults: Faults,
+    /// Failures owed to setIamPolicy requests only.
+    set_faults: Faults,
     stale_reads: u32,
     operation_polls: u32,
     edits_before_set: u32,
@@ -249,6 +252,12 @@ impl GcpApi {
     /// The next `n` API requests get `status` (a 5xx) in Google's error shape.
     pub fn fail_next(&self, n: u32, status: u16) {
         self.lock().faults.fail_next(n, status);
+    }
+
+    /// The next `n` setIamPolicy requests get `status` (a 5xx): the reads before them go through.
+    /// Counted in [`GcpApi::writes`]; the stored policy is not changed.
+    pub fn fail_next_sets(&self, n: u32, status: u16) {
+        self.lock().set_faults.fail_next(n, status);
     }
 
     /// The next `n` API requests are answered only after `delay`.
@@ -562,6 +571,9 @@ fn get_policy(s: &mut Store, resource: &str, version: i64) -> Response {
 
 fn set_policy(s: &mut Store, resource: &str, body: Option<Value>) -> Response {
     s.writes += 1;
+    if let Some(code) = s.set_faults.take_failure(StatusCode::SERVICE_UNAVAILABLE) {
+        return error(code, "injected failure");
+    }
     if s.edits_before_set > 0 {
         s.edits_before_set -= 1;
         let etag = s.next_etag();

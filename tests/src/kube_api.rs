@@ -1,6 +1,6 @@
 //! A strict fake Kubernetes API server on loopback, for tests that drive the real `kube` client.
 //!
-//! No Kubernetes API server can run here (DESIGN §7), so this follows the documented REST
+//! No Kubernetes API server can run here (docs/ARCHITECTURE.md §Testing), so this follows the documented REST
 //! shapes and rejects what the real one rejects:
 //!
 //! * objects are stored generically by group / version / resource / namespace / name

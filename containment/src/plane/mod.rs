@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{FaultKind, PlaneError};
 pub use kind::{KindError, KindSpec, Kinds};
-pub use registered::{DynPlane, Planes, RegisterError};
+pub use registered::{candidate_of, erase, DynPlane, Planes, RegisterError};
 pub use route::{Cloud, Route};
 
 use crate::alert::Alert;
@@ -190,4 +190,42 @@ pub trait Plane: Send + Sync + 'static {
 
     /// How long a check may keep failing after a change before the plan reads verify-failed.
     fn verify_deadline(&self) -> Duration;
+}
+
+/// A shared plane is the same plane: the daemon (or a test) can keep a handle on it after
+/// registering it.
+#[async_trait]
+impl<P: Plane> Plane for std::sync::Arc<P> {
+    const KEY: &'static str = P::KEY;
+    const ROUTE: Route = P::ROUTE;
+    const KINDS: &'static [&'static KindSpec] = P::KINDS;
+    const IN_PROCESS: bool = P::IN_PROCESS;
+    type Spec = P::Spec;
+
+    fn kind_of(spec: &Self::Spec) -> &'static KindSpec {
+        P::kind_of(spec)
+    }
+
+    fn handles(&self, input: &PlanInput<'_>) -> bool {
+        (**self).handles(input)
+    }
+
+    async fn observe(
+        &self,
+        input: &PlanInput<'_>,
+    ) -> Result<Box<dyn Observation<Self::Spec>>, PlaneError> {
+        (**self).observe(input).await
+    }
+
+    async fn change(&self, spec: &Self::Spec, change: Change) -> Result<Outcome, PlaneError> {
+        (**self).change(spec, change).await
+    }
+
+    async fn check(&self, spec: &Self::Spec, check: Check) -> Result<Verification, PlaneError> {
+        (**self).check(spec, check).await
+    }
+
+    fn verify_deadline(&self) -> Duration {
+        (**self).verify_deadline()
+    }
 }

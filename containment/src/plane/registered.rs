@@ -31,41 +31,43 @@ pub trait DynPlane: Send + Sync {
 
 struct Registered<P>(P);
 
-impl<P: Plane> Registered<P> {
-    fn encode(&self, proposal: Proposal<P::Spec>) -> Result<Candidate, PlaneError> {
-        let kind = P::kind_of(&proposal.spec);
-        if !P::KINDS.contains(&kind) {
-            return Err(PlaneError::Invalid {
-                plane: P::KEY,
-                detail: format!(
-                    "proposed {}, which is not one of its declared kinds",
-                    kind.name
-                ),
-            });
-        }
-        let spec = serde_json::to_value(&proposal.spec).map_err(|e| PlaneError::Invalid {
+/// A plane's proposal as the engine journals it: stamped with the plane's key and its kind's
+/// declaration, the spec encoded once.
+pub fn candidate_of<P: Plane>(proposal: Proposal<P::Spec>) -> Result<Candidate, PlaneError> {
+    let kind = P::kind_of(&proposal.spec);
+    if !P::KINDS.contains(&kind) {
+        return Err(PlaneError::Invalid {
             plane: P::KEY,
-            detail: format!("the spec of a {} candidate does not encode: {e}", kind.name),
-        })?;
-        Ok(Candidate {
-            plane: PlaneKey::from_static(P::KEY),
-            kind: kind.kind(),
-            ladder: kind.ladder.to_string(),
-            rung: kind.rung,
-            approval_only: kind.approval_only,
-            enforcement: kind.enforcement,
-            target: proposal.target,
-            granularity: proposal.granularity,
-            blast_radius: proposal.blast_radius,
-            blocks: proposal.blocks,
-            inverse: proposal.inverse,
-            verify: proposal.verify,
-            rejected: proposal.rejected,
-            notes: proposal.notes,
-            spec,
-        })
+            detail: format!(
+                "proposed {}, which is not one of its declared kinds",
+                kind.name
+            ),
+        });
     }
+    let spec = serde_json::to_value(&proposal.spec).map_err(|e| PlaneError::Invalid {
+        plane: P::KEY,
+        detail: format!("the spec of a {} candidate does not encode: {e}", kind.name),
+    })?;
+    Ok(Candidate {
+        plane: PlaneKey::from_static(P::KEY),
+        kind: kind.kind(),
+        ladder: kind.ladder.to_string(),
+        rung: kind.rung,
+        approval_only: kind.approval_only,
+        enforcement: kind.enforcement,
+        target: proposal.target,
+        granularity: proposal.granularity,
+        blast_radius: proposal.blast_radius,
+        blocks: proposal.blocks,
+        inverse: proposal.inverse,
+        verify: proposal.verify,
+        rejected: proposal.rejected,
+        notes: proposal.notes,
+        spec,
+    })
+}
 
+impl<P: Plane> Registered<P> {
     /// The journaled spec back as the plane's type, and checked to be the kind it claims.
     fn decode(&self, action: &Candidate) -> Result<P::Spec, PlaneError> {
         let invalid = |detail: String| PlaneError::Invalid {
@@ -125,7 +127,7 @@ impl<P: Plane> DynPlane for Registered<P> {
         observed
             .candidates(input)?
             .into_iter()
-            .map(|p| self.encode(p))
+            .map(candidate_of::<P>)
             .collect()
     }
 
@@ -142,6 +144,12 @@ impl<P: Plane> DynPlane for Registered<P> {
     fn verify_deadline(&self) -> Duration {
         self.0.verify_deadline()
     }
+}
+
+/// One plane as the engine sees it, outside any registry (tests drive a plane this way to
+/// exercise the adapter's encode/decode path too).
+pub fn erase<P: Plane>(plane: P) -> Arc<dyn DynPlane> {
+    Arc::new(Registered(plane))
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -608,7 +608,7 @@ mod tests {
             let Ok(Mapped::Alert(alert)) = one(&bytes, &with_envelope()) else {
                 panic!("{rule} must map");
             };
-            assert_eq!(alert.dimension, Dimension::Process, "{rule}");
+            assert_eq!(alert.dimension(), Dimension::Process, "{rule}");
             assert_eq!(alert.parameter, expected, "{rule}");
         }
     }

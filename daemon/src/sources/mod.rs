@@ -1,4 +1,4 @@
-//! Alert sources (DESIGN §2 "sources → normalize"): Kubescape runtime alerts, Falco and
+//! Alert sources (docs/ARCHITECTURE.md §Data path): Kubescape runtime alerts, Falco and
 //! Falcosidekick events, CloudEvents. Each format is mapped to the native [`Alert`] by a pure
 //! function; [`ingest`] then hands every alert to the same engine path as `POST /v1/alerts`.
 
@@ -157,20 +157,23 @@ pub async fn ingest(
             Ok(Mapped::Alert(alert)) => {
                 let id = alert.id.clone();
                 match engine.submit(*alert, Request::Runbook).await {
-                    Ok(s) => ItemResult {
-                        id: Some(id),
-                        outcome: if s.deduplicated {
-                            Outcome::Deduplicated
-                        } else if s.plan.escalation.is_some() {
-                            Outcome::Escalated
-                        } else {
-                            Outcome::Accepted
-                        },
-                        reason: s.plan.escalation.filter(|_| !s.deduplicated),
-                        incident: Some(s.incident),
-                        field: None,
-                    },
-                    // No envelope: nothing can be planned, a human must look (DESIGN §6 rule 2).
+                    Ok(s) => {
+                        let escalation = s.plan.and_then(|p| p.escalation);
+                        ItemResult {
+                            id: Some(id),
+                            outcome: if s.deduplicated {
+                                Outcome::Deduplicated
+                            } else if escalation.is_some() {
+                                Outcome::Escalated
+                            } else {
+                                Outcome::Accepted
+                            },
+                            reason: escalation.filter(|_| !s.deduplicated),
+                            incident: Some(s.incident.to_string()),
+                            field: None,
+                        }
+                    }
+                    // No envelope: nothing can be planned, a human must look (docs/ARCHITECTURE.md §Guard, safety rule 2).
                     Err(e @ EngineError::UnknownAgent { .. }) => {
                         tracing::warn!(source, id = %id, reason = %e, "source alert escalated");
                         ItemResult {
@@ -237,7 +240,6 @@ impl Draft {
             source: self.source.to_string(),
             time: self.time,
             agent: self.agent,
-            dimension: self.dimension,
             parameter,
             // Sources report what deviated, not intent: a human (or a runbook rule on
             // `anomaly`) decides; only native alerts can claim `attack-attempt`.

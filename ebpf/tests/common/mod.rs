@@ -10,9 +10,11 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use firebreak_containment::plan::Candidate;
-use firebreak_containment::surface::{ControlPlane, PlanInput, SurfaceError};
+use firebreak_containment::plane::{
+    candidate_of, Change, Check, Outcome, PlanInput, Plane, PlaneError, Verification,
+};
 use firebreak_containment::{Alert, Envelope};
-use firebreak_ebpf::{EgressConfig, EgressPlane};
+use firebreak_ebpf::{EgressConfig, EgressPlane, EgressSpec};
 
 pub const AGENT: &str = "test/payments/Deployment/payment-agent";
 pub const CGROUP2: &str = "/sys/fs/cgroup/unified";
@@ -163,19 +165,58 @@ pub fn alert(agent_workload: &str, destination: &str, port: Option<u16>) -> Aler
     .expect("test alert")
 }
 
-/// observe + candidates, as the engine plans (and as a dry run does).
+/// observe + candidates, as the engine plans (and as a dry run does), in the engine's form.
 pub async fn plan(
     plane: &EgressPlane,
     incident: &str,
     alert: &Alert,
     envelope: &Envelope,
-) -> Result<Vec<Candidate>, SurfaceError> {
+) -> Result<Vec<Candidate>, PlaneError> {
+    let (incident, plan) = (incident.into(), format!("{incident}-p1").into());
     let input = PlanInput {
-        incident,
+        incident: &incident,
+        plan: &plan,
         alert,
         envelope,
     };
-    plane.observe(&input).await?.candidates(&input)
+    plane
+        .observe(&input)
+        .await?
+        .candidates(&input)?
+        .into_iter()
+        .map(candidate_of::<EgressPlane>)
+        .collect()
+}
+
+/// The engine's four calls on a journaled candidate.
+#[allow(async_fn_in_trait)]
+pub trait Drive {
+    async fn apply(&self, action: &Candidate) -> Result<Outcome, PlaneError>;
+    async fn revert(&self, action: &Candidate) -> Result<Outcome, PlaneError>;
+    async fn verify(&self, action: &Candidate) -> Result<Verification, PlaneError>;
+    async fn verify_reverted(&self, action: &Candidate) -> Result<Verification, PlaneError>;
+}
+
+fn spec(action: &Candidate) -> Result<EgressSpec, PlaneError> {
+    serde_json::from_value(action.spec.clone()).map_err(|e| PlaneError::Invalid {
+        plane: "test",
+        detail: format!("not an egress spec: {e}"),
+    })
+}
+
+impl Drive for EgressPlane {
+    async fn apply(&self, action: &Candidate) -> Result<Outcome, PlaneError> {
+        Plane::change(self, &spec(action)?, Change::Apply).await
+    }
+    async fn revert(&self, action: &Candidate) -> Result<Outcome, PlaneError> {
+        Plane::change(self, &spec(action)?, Change::Revert).await
+    }
+    async fn verify(&self, action: &Candidate) -> Result<Verification, PlaneError> {
+        Plane::check(self, &spec(action)?, Check::Applied).await
+    }
+    async fn verify_reverted(&self, action: &Candidate) -> Result<Verification, PlaneError> {
+        Plane::check(self, &spec(action)?, Check::Reverted).await
+    }
 }
 
 const PROBE: &str = r#"

@@ -1,20 +1,28 @@
 //! Firebreak's context surface: per-agent source quarantine and index revocation enforced by
-//! the vector store itself (PostgreSQL + pgvector row-level security; Milvus RBAC, which can
-//! only cut whole collections).
+//! the vector store itself, as two control planes that run side by side in one daemon:
+//!
+//! * [`PgVector`] (`context.postgres`): PostgreSQL + pgvector row-level security reading
+//!   Firebreak-owned grant and quarantine rows;
+//! * [`Milvus`] (`context.milvus`): Milvus RBAC, which can only cut whole collections.
+//!
+//! Both declare the same ladder ([`kinds`]); each handles only the alerts about its own
+//! stores' indexes, and [`side_by_side::check`] refuses an index configured in both.
 
 pub mod config;
-pub mod ladder;
+pub mod kinds;
 pub mod milvus;
-pub mod plane;
+pub mod postgres;
 mod shared;
+pub mod side_by_side;
 
-use firebreak_containment::surface::SurfaceError;
+use firebreak_containment::plane::PlaneError;
 
 pub use config::{ddl, ChunkTable, PostgresContextConfig};
-pub use milvus::{Milvus, MilvusCollection, MilvusContextConfig, PasswordSource};
-pub use plane::PgVector;
+pub use kinds::{QUARANTINE_INDEX, QUARANTINE_SOURCE, REVOKE_INDEX};
+pub use milvus::{Milvus, MilvusCollection, MilvusContextConfig, MilvusSpec, PasswordSource};
+pub use postgres::{PgSpec, PgVector};
 
-/// Names this control plane in errors and plans.
+/// Names the pgvector control plane in errors and plans.
 pub const PLANE: &str = "postgres context store";
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -23,6 +31,8 @@ pub enum ContextError {
     Config { field: String, reason: String },
     #[error("cannot reach PostgreSQL: {0}; check context.postgres.dsn and that the server is up")]
     Unreachable(String),
+    #[error("PostgreSQL is temporarily failing while {doing}: {detail}")]
+    Busy { doing: String, detail: String },
     #[error("PostgreSQL failed while {doing}: {detail}")]
     Database { doing: String, detail: String },
     #[error("the alert's parameter is not a context parameter {{index, source}}; send it with dimension context")]
@@ -55,6 +65,8 @@ pub enum ContextError {
     MilvusConfig { field: String, reason: String },
     #[error("cannot reach Milvus: {0}; check context.milvus.address and that the server is up")]
     MilvusUnreachable(String),
+    #[error("Milvus is temporarily failing while {doing}: {detail}")]
+    MilvusBusy { doing: String, detail: String },
     #[error("Milvus failed while {doing}: {detail}")]
     Milvus { doing: String, detail: String },
     #[error("index {index:?} is not a configured Milvus collection; known indexes: {known:?} (context.milvus.collections[].index)")]
@@ -68,8 +80,14 @@ pub enum ContextError {
     },
     #[error("Milvus role {role:?} ({field}) does not exist; create it and grant it to the agent's user, or fix the config")]
     MilvusUnknownRole { role: String, field: String },
+    #[error("index {index:?} is both {table} and {collection}; an index names one store, so rename one of them (their .index)")]
+    SharedIndex {
+        index: String,
+        table: String,
+        collection: String,
+    },
     #[error(transparent)]
-    Surface(SurfaceError),
+    Plane(PlaneError),
 }
 
 impl ContextError {
@@ -78,6 +96,7 @@ impl ContextError {
         match self {
             ContextError::MilvusConfig { .. }
             | ContextError::MilvusUnreachable(_)
+            | ContextError::MilvusBusy { .. }
             | ContextError::Milvus { .. }
             | ContextError::MilvusUnknownIndex { .. }
             | ContextError::MilvusUnknownAgent(_)
@@ -88,27 +107,24 @@ impl ContextError {
     }
 }
 
-impl From<ContextError> for SurfaceError {
-    fn from(e: ContextError) -> SurfaceError {
+/// What the engine's error policy reads: no answer is `Unreachable`, a store that is shedding
+/// load `Unavailable`, a store that said no `Refused`, anything about the request `Invalid`.
+impl From<ContextError> for PlaneError {
+    fn from(e: ContextError) -> PlaneError {
         let plane = e.plane();
+        let detail = e.to_string();
         match e {
-            ContextError::Surface(s) => s,
+            ContextError::Plane(p) => p,
             ContextError::Unreachable(_) | ContextError::MilvusUnreachable(_) => {
-                SurfaceError::Unreachable {
-                    plane,
-                    detail: e.to_string(),
-                }
+                PlaneError::Unreachable { plane, detail }
+            }
+            ContextError::Busy { .. } | ContextError::MilvusBusy { .. } => {
+                PlaneError::Unavailable { plane, detail }
             }
             ContextError::Database { .. }
             | ContextError::SetRole { .. }
-            | ContextError::Milvus { .. } => SurfaceError::Refused {
-                plane,
-                detail: e.to_string(),
-            },
-            _ => SurfaceError::Invalid {
-                plane,
-                detail: e.to_string(),
-            },
+            | ContextError::Milvus { .. } => PlaneError::Refused { plane, detail },
+            _ => PlaneError::Invalid { plane, detail },
         }
     }
 }

@@ -1,85 +1,54 @@
-//! What the two context planes (pgvector and Milvus) share: the `ControlPlane` glue, the
-//! encoding of a rung's spec, and the unit tests' planning scaffold.
+//! What the two context planes (pgvector and Milvus) share: reading the breached index off an
+//! alert, folding read-back problems into a verification, and the unit tests' planning
+//! scaffold.
 
-use firebreak_containment::surface::SurfaceError;
-use serde::Serialize;
+use firebreak_containment::alert::Parameter;
+use firebreak_containment::plane::{PlanInput, Verification};
 
-/// Implements `ControlPlane` for a context plane type. The type needs `config.roles` (agent key
-/// to store role), `config.verify_deadline`, `observe_state` returning an `Observation` and
-/// `dispatch`, both failing with `ContextError`. A macro because the trait is foreign and the
-/// two planes have no common type to hang a generic impl on.
-macro_rules! context_control_plane {
-    ($plane:ty) => {
-        #[::async_trait::async_trait]
-        impl ::firebreak_containment::surface::ControlPlane for $plane {
-            fn surface(&self) -> ::firebreak_containment::action::Surface {
-                ::firebreak_containment::action::Surface::Context
-            }
-
-            fn handles(&self, input: &::firebreak_containment::surface::PlanInput<'_>) -> bool {
-                input.alert.dimension == ::firebreak_containment::alert::Dimension::Context
-                    && self
-                        .config
-                        .roles
-                        .contains_key(&input.alert.agent.key().to_string())
-            }
-
-            async fn observe(
-                &self,
-                input: &::firebreak_containment::surface::PlanInput<'_>,
-            ) -> Result<
-                Box<dyn ::firebreak_containment::surface::Observation>,
-                ::firebreak_containment::surface::SurfaceError,
-            > {
-                Ok(Box::new(self.observe_state(input).await?))
-            }
-
-            async fn run(
-                &self,
-                action: &::firebreak_containment::plan::Candidate,
-                op: ::firebreak_containment::surface::Op,
-            ) -> Result<
-                ::firebreak_containment::surface::Step,
-                ::firebreak_containment::surface::SurfaceError,
-            > {
-                Ok(self.dispatch(action, op).await?)
-            }
-
-            fn verify_deadline(&self) -> ::std::time::Duration {
-                self.config.verify_deadline
-            }
-        }
-    };
-}
-pub(crate) use context_control_plane;
-
-/// A rung's spec as the JSON its candidate carries to `run`.
-pub(crate) fn spec_value(
-    plane: &'static str,
-    spec: &impl Serialize,
-) -> Result<serde_json::Value, SurfaceError> {
-    serde_json::to_value(spec).map_err(|e| SurfaceError::Invalid {
-        plane,
-        detail: format!("cannot encode the action spec: {e}"),
-    })
+/// The `{index, source}` a context alert names; `None` for any other parameter.
+pub(crate) fn breached<'a>(input: &'a PlanInput<'_>) -> Option<(&'a str, Option<&'a str>)> {
+    match &input.alert.parameter {
+        Parameter::Context { index, source } => Some((index, source.as_deref())),
+        _ => None,
+    }
 }
 
-/// Plans one context alert of agent-a against an observation, for the ladders' unit tests.
+/// `ok` with `detail` when the read-back found no problem, else the problems.
+pub(crate) fn verdict(problems: Vec<String>, detail: String) -> Verification {
+    if problems.is_empty() {
+        Verification::ok(detail)
+    } else {
+        Verification::failed(problems.join("; "))
+    }
+}
+
+/// Plans one context alert of agent-a against an observation, for the unit tests.
 #[cfg(test)]
 pub(crate) mod testing {
     use firebreak_containment::alert::Alert;
     use firebreak_containment::envelope::Envelope;
-    use firebreak_containment::plan::Candidate;
-    use firebreak_containment::surface::{Observation, PlanInput};
+    use firebreak_containment::plane::{Observation, PlanInput, Proposal};
 
-    /// `observed` is the envelope's `spec.context.observed` list, one YAML flow map a line.
-    pub(crate) fn plan(
-        observation: &impl Observation,
-        observed: &[&str],
-        index: &str,
-        source: Option<&str>,
-    ) -> Vec<Candidate> {
-        let envelope = Envelope::from_yaml(&format!(
+    /// A critical context alert about Deployment `agent` in prod/rag retrieving from `index`
+    /// (and `source`).
+    pub(crate) fn alert(agent: &str, index: &str, source: Option<&str>) -> Alert {
+        let mut parameter = serde_json::json!({"index": index});
+        if let Some(s) = source {
+            parameter["source"] = s.into();
+        }
+        let body = serde_json::json!({
+            "id": "a", "source": "t", "time": "2026-11-22T02:47:00Z",
+            "agent": {"cluster": "prod", "namespace": "rag", "workload": format!("Deployment/{agent}"), "serviceAccount": agent},
+            "dimension": "context", "parameter": parameter,
+            "tier": "attack-attempt", "severity": "critical", "evidence": {}
+        });
+        Alert::from_json(body.to_string().as_bytes()).expect("alert")
+    }
+
+    /// Agent-a's converged envelope; `observed` is its `spec.context.observed` list, one YAML
+    /// flow map a line.
+    pub(crate) fn envelope(observed: &[&str]) -> Envelope {
+        Envelope::from_yaml(&format!(
             r#"apiVersion: firebreak.dev/v1alpha1
 kind: Envelope
 metadata: {{name: agent-a, namespace: rag}}
@@ -97,20 +66,20 @@ spec:
                 .collect::<Vec<_>>()
                 .join("\n")
         ))
-        .expect("envelope");
-        let mut parameter = serde_json::json!({"index": index});
-        if let Some(s) = source {
-            parameter["source"] = s.into();
-        }
-        let body = serde_json::json!({
-            "id": "a", "source": "t", "time": "2026-11-22T02:47:00Z",
-            "agent": {"cluster": "prod", "namespace": "rag", "workload": "Deployment/agent-a", "serviceAccount": "agent-a"},
-            "dimension": "context", "parameter": parameter,
-            "tier": "attack-attempt", "severity": "critical", "evidence": {}
-        });
-        let alert = Alert::from_json(body.to_string().as_bytes()).expect("alert");
+        .expect("envelope")
+    }
+
+    pub(crate) fn plan<S>(
+        observation: &impl Observation<S>,
+        observed: &[&str],
+        index: &str,
+        source: Option<&str>,
+    ) -> Vec<Proposal<S>> {
+        let envelope = envelope(observed);
+        let alert = alert("agent-a", index, source);
         let input = PlanInput {
-            incident: "inc-1",
+            incident: &"inc-1".into(),
+            plan: &"inc-1-p1".into(),
             alert: &alert,
             envelope: &envelope,
         };

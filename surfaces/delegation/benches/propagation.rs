@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use axum::serve::ListenerExt;
-use firebreak_containment::surface::{ControlPlane, PlanInput};
+use firebreak_containment::ids::{IncidentId, PlanId};
+use firebreak_containment::plane::{Change, PlanInput, Plane};
 use firebreak_containment::{Alert, Envelope, EnvelopeStore};
 use firebreak_delegation::{feed, DelegationPlane, Feed, FeedAuth, FeedConfig};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -53,12 +54,19 @@ async fn main() -> Result<()> {
         .to_string()
         .as_bytes(),
     )?;
+    let incident = IncidentId::from("bench");
     let input = PlanInput {
-        incident: "bench",
+        incident: &incident,
+        plan: &PlanId::nth(&incident, 1),
         alert: &alert,
         envelope: &envelope,
     };
-    let sever = plane.observe(&input).await?.candidates(&input)?.remove(0);
+    let sever = plane
+        .observe(&input)
+        .await?
+        .candidates(&input)?
+        .remove(0)
+        .spec;
 
     let config: FeedConfig = serde_json::from_value(serde_json::json!({"tokens": {TOKEN: "*"}}))?;
     let app = feed::router(feed.clone(), FeedAuth::new(&config)?);
@@ -91,9 +99,9 @@ async fn main() -> Result<()> {
     for i in 0..changes {
         let applied_at = now_ns()?;
         if i % 2 == 0 {
-            plane.apply(&sever).await?;
+            plane.change(&sever, Change::Apply).await?;
         } else {
-            plane.revert(&sever).await?;
+            plane.change(&sever, Change::Revert).await?;
         }
         let want = feed.version();
         loop {

@@ -10,5 +10,7 @@ mod mirror;
 mod plane;
 
 pub use feed::{Feed, FeedAuth, FeedConfig};
-pub use mirror::Mirrored;
-pub use plane::DelegationPlane;
+pub use mirror::{FeedHold, Mirror, Mirrored};
+pub use plane::{
+    DelegationPlane, DelegationSpec, EdgeRef, Hold, ISOLATE_INBOUND, PAUSE_GRAPH, SEVER_EDGE,
+};

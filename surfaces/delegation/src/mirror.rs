@@ -1,193 +1,149 @@
-//! [`Mirrored`]: a control plane decorator that also records the tools and network planes'
+//! [`Mirrored`]: a plane decorator that also records the tools and network planes'
 //! containments in the feed, so shims and sidecars reading only the feed see them too.
+//!
+//! The inner plane's typed spec says which feed hold it implies ([`FeedHold`]): nothing is
+//! re-declared or decoded here.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use firebreak_containment::action::{ActionKind, Surface};
 use firebreak_containment::agent::AgentKey;
-use firebreak_containment::plan::Candidate;
-use firebreak_containment::surface::{
-    ControlPlane, Observation, Op, Outcome, PlanInput, Step, SurfaceError, Verification,
+use firebreak_containment::ids::IncidentId;
+use firebreak_containment::plane::{
+    Change, Check, KindSpec, Observation, Outcome, PlanInput, Plane, PlaneError, Route,
+    Verification,
 };
-use serde::Deserialize;
+use firebreak_ebpf::EgressSpec;
+use firebreak_tools::{Scope as ToolScope, ToolsSpec};
 
 use crate::feed::{Feed, Rule};
 
-const PLANE: &str = "feed mirror";
+/// One feed hold: `rule` on `agent`'s document, held by `incident`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mirror {
+    pub agent: AgentKey,
+    pub rule: Rule,
+    pub incident: IncidentId,
+}
 
-/// Wraps `inner`; applying or reverting `tools.revoke_*` or `network.block_egress` also
-/// writes the feed, and verification also reads it. Other kinds pass through untouched.
+/// A spec whose containment the feed records as well (`None`: nothing to record).
+pub trait FeedHold {
+    fn feed_hold(&self) -> Option<Mirror>;
+}
+
+impl FeedHold for ToolsSpec {
+    fn feed_hold(&self) -> Option<Mirror> {
+        let r = &self.revocation;
+        let every = || "*".to_string();
+        let (server, tool) = match &r.scope {
+            ToolScope::Tool { server, tool } => (server.clone(), tool.clone()),
+            ToolScope::Server { server } => (server.clone(), every()),
+            ToolScope::All => (every(), every()),
+        };
+        Some(Mirror {
+            agent: r.agent.clone(),
+            rule: Rule::RevokedTool { server, tool },
+            incident: r.incident.clone(),
+        })
+    }
+}
+
+impl FeedHold for EgressSpec {
+    /// `network.block_egress` only: the feed has no rule for a whole workload cut off.
+    fn feed_hold(&self) -> Option<Mirror> {
+        (self.scope == firebreak_ebpf::Scope::Destination).then(|| Mirror {
+            agent: AgentKey(self.agent.clone()),
+            rule: Rule::BlockedDestination {
+                destination: self.destination.clone(),
+                port: self.port,
+            },
+            incident: self.incident.clone(),
+        })
+    }
+}
+
+/// Wraps `inner`; a change also writes the feed, and a check also reads it.
 pub struct Mirrored<P> {
     inner: P,
     feed: Feed,
 }
 
-impl<P: ControlPlane> Mirrored<P> {
+impl<P: Plane> Mirrored<P> {
     pub fn new(inner: P, feed: Feed) -> Self {
         Self { inner, feed }
     }
 }
 
-/// `spec.revocation` of the tools plane (surfaces/tools `Revocation`).
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ToolsRevocation {
-    agent: AgentKey,
-    scope: String,
-    server: Option<String>,
-    tool: Option<String>,
-    incident: String,
-}
-
-/// The network plane's spec.
-#[derive(Deserialize)]
-struct NetworkBlock {
-    agent: AgentKey,
-    destination: String,
-    port: Option<u16>,
-    incident: Option<String>,
-}
-
-/// One feed hold: rule on the agent's document, held by the incident.
-struct Mirror {
-    agent: AgentKey,
-    rule: Rule,
-    holder: String,
-}
-
-fn invalid(action: &Candidate, detail: String) -> SurfaceError {
-    SurfaceError::Invalid {
-        plane: PLANE,
-        detail: format!("{}: {detail}", action.kind),
-    }
-}
-
-/// The feed hold an action implies, read before anything is written so a bad spec changes
-/// nothing anywhere.
-fn mirror_of(action: &Candidate) -> Result<Option<Mirror>, SurfaceError> {
-    match action.kind {
-        ActionKind::ToolsRevokeTool
-        | ActionKind::ToolsRevokeServer
-        | ActionKind::ToolsRevokeAll => {
-            let r: ToolsRevocation = serde_json::from_value(action.spec["revocation"].clone())
-                .map_err(|e| {
-                    invalid(
-                        action,
-                        format!("spec.revocation is not {{agent, scope, server?, tool?, incident}}: {e}"),
-                    )
-                })?;
-            let every = || "*".to_string();
-            let (server, tool) = match (r.scope.as_str(), r.server, r.tool) {
-                ("tool", Some(server), Some(tool)) => (server, tool),
-                ("server", Some(server), _) => (server, every()),
-                ("all", _, _) => (every(), every()),
-                (scope, _, _) => {
-                    return Err(invalid(
-                        action,
-                        format!("spec.revocation scope {scope:?} lacks the server/tool it names (tool needs both, server needs server)"),
-                    ))
-                }
-            };
-            Ok(Some(Mirror {
-                agent: r.agent,
-                rule: Rule::RevokedTool { server, tool },
-                holder: r.incident,
-            }))
-        }
-        ActionKind::NetworkBlockEgress => {
-            let b: NetworkBlock = serde_json::from_value(action.spec.clone()).map_err(|e| {
-                invalid(
-                    action,
-                    format!("spec is not {{agent, destination, port: number|null}}: {e}"),
-                )
-            })?;
-            Ok(Some(Mirror {
-                agent: b.agent,
-                rule: Rule::BlockedDestination {
-                    destination: b.destination,
-                    port: b.port,
-                },
-                // Without an incident every block of this destination is one hold.
-                holder: b
-                    .incident
-                    .unwrap_or_else(|| ActionKind::NetworkBlockEgress.as_str().to_string()),
-            }))
-        }
-        _ => Ok(None),
-    }
-}
-
 #[async_trait]
-impl<P: ControlPlane> ControlPlane for Mirrored<P> {
-    fn surface(&self) -> Surface {
-        self.inner.surface()
+impl<P> Plane for Mirrored<P>
+where
+    P: Plane,
+    P::Spec: FeedHold,
+{
+    const KEY: &'static str = P::KEY;
+    const ROUTE: Route = P::ROUTE;
+    const KINDS: &'static [&'static KindSpec] = P::KINDS;
+    const IN_PROCESS: bool = P::IN_PROCESS;
+    type Spec = P::Spec;
+
+    fn kind_of(spec: &P::Spec) -> &'static KindSpec {
+        P::kind_of(spec)
     }
 
     fn handles(&self, input: &PlanInput<'_>) -> bool {
         self.inner.handles(input)
     }
 
-    async fn observe(&self, input: &PlanInput<'_>) -> Result<Box<dyn Observation>, SurfaceError> {
+    async fn observe(
+        &self,
+        input: &PlanInput<'_>,
+    ) -> Result<Box<dyn Observation<P::Spec>>, PlaneError> {
         self.inner.observe(input).await
     }
 
-    async fn run(&self, action: &Candidate, op: Op) -> Result<Step, SurfaceError> {
-        let mirror = mirror_of(action)?;
-        let step = self.inner.run(action, op).await?;
+    async fn change(&self, spec: &P::Spec, change: Change) -> Result<Outcome, PlaneError> {
+        let outcome = self.inner.change(spec, change).await?;
         let Some(Mirror {
             agent,
             rule,
-            holder,
-        }) = mirror
+            incident,
+        }) = spec.feed_hold()
         else {
-            return Ok(step);
+            return Ok(outcome);
         };
-        let held = || self.feed.holds(&agent, &rule, &holder);
-        Ok(match (op, step) {
-            (Op::Apply, Step::Changed(o)) => {
-                let fed = self.feed.set(&agent, &rule, &holder);
-                Step::Changed(Outcome {
-                    changed: o.changed || fed,
-                    detail: format!("{}; recorded in the feed", o.detail),
-                })
-            }
-            (Op::Revert, Step::Changed(o)) => {
-                let fed = self.feed.clear(&agent, &rule, &holder);
-                Step::Changed(Outcome {
-                    changed: o.changed || fed,
-                    detail: format!("{}; released in the feed", o.detail),
-                })
-            }
-            (Op::Verify, Step::Checked(v)) => {
-                let fed = held();
-                Step::Checked(Verification {
-                    ok: v.ok && fed,
-                    detail: format!(
-                        "{}; feed {}",
-                        v.detail,
-                        if fed { "holds it" } else { "lacks it" }
-                    ),
-                })
-            }
-            (Op::VerifyReverted, Step::Checked(v)) => {
-                let gone = !held();
-                Step::Checked(Verification {
-                    ok: v.ok && gone,
-                    detail: format!(
-                        "{}; feed {}",
-                        v.detail,
-                        if gone {
-                            "released it"
-                        } else {
-                            "still holds it"
-                        }
-                    ),
-                })
-            }
-            // The inner plane answered the wrong kind of step: the caller reports that bug.
-            (_, step) => step,
+        let (fed, verb) = match change {
+            Change::Apply => (self.feed.set(&agent, &rule, incident.as_str()), "recorded"),
+            Change::Revert => (
+                self.feed.clear(&agent, &rule, incident.as_str()),
+                "released",
+            ),
+        };
+        Ok(Outcome {
+            changed: outcome.changed || fed,
+            detail: format!("{}; {verb} in the feed", outcome.detail),
         })
+    }
+
+    async fn check(&self, spec: &P::Spec, check: Check) -> Result<Verification, PlaneError> {
+        let verification = self.inner.check(spec, check).await?;
+        let Some(Mirror {
+            agent,
+            rule,
+            incident,
+        }) = spec.feed_hold()
+        else {
+            return Ok(verification);
+        };
+        let held = self.feed.holds(&agent, &rule, incident.as_str());
+        let wanted = check == Check::Applied;
+        Ok(Verification::that(
+            verification.ok && held == wanted,
+            format!(
+                "{}; feed {}",
+                verification.detail,
+                if held { "holds it" } else { "lacks it" }
+            ),
+        ))
     }
 
     fn verify_deadline(&self) -> Duration {
@@ -199,7 +155,10 @@ impl<P: ControlPlane> ControlPlane for Mirrored<P> {
 mod tests {
     use std::sync::Arc;
 
+    use firebreak_containment::ids::PlanId;
+    use firebreak_containment::plane::Proposal;
     use firebreak_containment::{Alert, Envelope};
+    use firebreak_ebpf::{BLOCK_EGRESS, ISOLATE_WORKLOAD};
     use firebreak_tools::{Policy, ToolsPlane};
     use serde_json::json;
 
@@ -224,13 +183,15 @@ mod tests {
         (alert, envelope)
     }
 
-    async fn candidates<P: ControlPlane>(
+    async fn proposals<P: Plane>(
         plane: &P,
         alert: &Alert,
         envelope: &Envelope,
-    ) -> Vec<Candidate> {
+    ) -> Vec<Proposal<P::Spec>> {
+        let incident = IncidentId::from("inc-1");
         let input = PlanInput {
-            incident: "inc-1",
+            incident: &incident,
+            plan: &PlanId::nth(&incident, 1),
             alert,
             envelope,
         };
@@ -251,15 +212,29 @@ mod tests {
         );
         let (alert, envelope) = input_for(json!({"server": "s1", "tool": "export"}), "tools");
         let agent = alert.agent.key();
-        let rungs = candidates(&plane, &alert, &envelope).await;
-        for (action, (server, tool)) in
+        let rungs = proposals(&plane, &alert, &envelope).await;
+        for (proposal, (server, tool)) in
             rungs
                 .iter()
                 .zip([("s1", "export"), ("s1", "*"), ("*", "*")])
         {
-            assert!(plane.apply(action).await.expect("apply").changed);
-            assert!(!plane.apply(action).await.expect("re-apply").changed);
-            assert!(plane.verify(action).await.expect("verify").ok);
+            let spec = &proposal.spec;
+            let kind = Mirrored::<ToolsPlane>::kind_of(spec).name;
+            assert!(
+                plane
+                    .change(spec, Change::Apply)
+                    .await
+                    .expect("apply")
+                    .changed
+            );
+            assert!(
+                !plane
+                    .change(spec, Change::Apply)
+                    .await
+                    .expect("re-apply")
+                    .changed
+            );
+            assert!(plane.check(spec, Check::Applied).await.expect("verify").ok);
             let doc = feed.document(&agent).expect("document");
             assert_eq!(
                 (
@@ -267,11 +242,17 @@ mod tests {
                     doc.revoked_tools[0].tool.as_str()
                 ),
                 (server, tool),
-                "{}",
-                action.kind
+                "{kind}"
             );
-            assert!(plane.revert(action).await.expect("revert").changed);
-            assert!(plane.verify_reverted(action).await.expect("verify").ok);
+            assert!(!plane.check(spec, Check::Reverted).await.expect("verify").ok);
+            assert!(
+                plane
+                    .change(spec, Change::Revert)
+                    .await
+                    .expect("revert")
+                    .changed
+            );
+            assert!(plane.check(spec, Check::Reverted).await.expect("verify").ok);
             assert!(feed
                 .document(&agent)
                 .expect("document")
@@ -280,70 +261,97 @@ mod tests {
         }
     }
 
-    /// Stands in for the eBPF plane, which is not in this workspace yet: only its spec matters.
+    /// Stands in for the eBPF plane (attaching needs root and a cgroup): only its spec and its
+    /// answers matter to the mirror.
     struct Egress;
 
     #[async_trait]
-    impl ControlPlane for Egress {
-        fn surface(&self) -> Surface {
-            Surface::Network
+    impl Plane for Egress {
+        const KEY: &'static str = "network";
+        const ROUTE: Route = Route::Network;
+        const KINDS: &'static [&'static KindSpec] = &[&BLOCK_EGRESS, &ISOLATE_WORKLOAD];
+        type Spec = EgressSpec;
+        fn kind_of(_: &EgressSpec) -> &'static KindSpec {
+            &BLOCK_EGRESS
         }
         fn handles(&self, _: &PlanInput<'_>) -> bool {
             true
         }
-        async fn observe(&self, _: &PlanInput<'_>) -> Result<Box<dyn Observation>, SurfaceError> {
-            unreachable!("not planned here")
-        }
-        async fn run(&self, _: &Candidate, op: Op) -> Result<Step, SurfaceError> {
-            Ok(match op {
-                Op::Apply | Op::Revert => Step::unchanged("map entry as asked".into()),
-                Op::Verify | Op::VerifyReverted => Step::ok("probe connect as expected".into()),
+        async fn observe(
+            &self,
+            _: &PlanInput<'_>,
+        ) -> Result<Box<dyn Observation<EgressSpec>>, PlaneError> {
+            Err(PlaneError::Unsupported {
+                plane: "test egress",
+                detail: "not planned here".into(),
             })
+        }
+        async fn change(&self, _: &EgressSpec, _: Change) -> Result<Outcome, PlaneError> {
+            Ok(Outcome::unchanged("map entry as asked"))
+        }
+        async fn check(&self, _: &EgressSpec, _: Check) -> Result<Verification, PlaneError> {
+            Ok(Verification::ok("probe connect as expected"))
         }
         fn verify_deadline(&self) -> Duration {
             Duration::from_secs(1)
         }
     }
 
-    fn egress_action(spec: serde_json::Value) -> Candidate {
-        Candidate {
-            kind: ActionKind::NetworkBlockEgress,
-            target: "cgroup".into(),
-            granularity: "one destination".into(),
-            blast_radius: Default::default(),
-            blocks: true,
-            inverse: String::new(),
-            verify: String::new(),
-            enforcement: firebreak_containment::plan::Enforcement::Immediate,
-            rejected: None,
-            notes: vec![],
-            spec,
-        }
+    fn egress(scope: firebreak_ebpf::Scope) -> EgressSpec {
+        serde_json::from_value(json!({
+            "agent": "c/n/Deployment/a", "destination": "203.0.113.7", "port": 443,
+            "scope": scope, "incident": "inc-9", "cgroups": [], "durablePolicy": ""
+        }))
+        .expect("egress spec")
     }
 
     #[tokio::test]
-    async fn block_egress_is_recorded_with_its_port_and_a_bad_spec_writes_nothing() {
+    async fn block_egress_is_recorded_with_its_port_and_released_on_revert() {
         let feed = Feed::default();
         let plane = Mirrored::new(Egress, feed.clone());
         let agent = AgentKey("c/n/Deployment/a".into());
-        let action = egress_action(
-            json!({"agent": agent, "destination": "203.0.113.7", "port": 443, "incident": "inc-9"}),
-        );
+        let spec = egress(firebreak_ebpf::Scope::Destination);
+        assert!(!plane.check(&spec, Check::Applied).await.expect("verify").ok);
         assert!(
-            plane.apply(&action).await.expect("apply").changed,
+            plane
+                .change(&spec, Change::Apply)
+                .await
+                .expect("apply")
+                .changed,
             "the feed changed"
         );
-        assert!(plane.verify(&action).await.expect("verify").ok);
+        assert!(plane.check(&spec, Check::Applied).await.expect("verify").ok);
         let doc = feed.document(&agent).expect("document");
         assert_eq!(doc.blocked_destinations[0].port, Some(443));
-        assert!(plane.revert(&action).await.expect("revert").changed);
-        assert!(plane.verify_reverted(&action).await.expect("verify").ok);
+        assert!(
+            plane
+                .change(&spec, Change::Revert)
+                .await
+                .expect("revert")
+                .changed
+        );
+        assert!(
+            plane
+                .check(&spec, Check::Reverted)
+                .await
+                .expect("verify")
+                .ok
+        );
+    }
 
+    #[tokio::test]
+    async fn isolating_a_whole_workload_leaves_the_feed_alone() {
+        let feed = Feed::default();
+        let plane = Mirrored::new(Egress, feed.clone());
         let version = feed.version();
-        let bad =
-            egress_action(json!({"agent": agent, "destination": "203.0.113.7", "port": "https"}));
-        let err = plane.apply(&bad).await.expect_err("refused");
-        assert!(err.to_string().contains("port: number|null"), "{err}");
-        assert_eq!(feed.version(), version, "nothing written");
+        let spec = egress(firebreak_ebpf::Scope::Workload);
+        assert!(
+            !plane
+                .change(&spec, Change::Apply)
+                .await
+                .expect("apply")
+                .changed
+        );
+        assert_eq!(feed.version(), version, "nothing written to the feed");
     }
 }

@@ -5,19 +5,34 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use firebreak_containment::action::{ActionKind, Surface};
 use firebreak_containment::agent::AgentKey;
-use firebreak_containment::alert::{Dimension, Parameter};
+use firebreak_containment::alert::Parameter;
 use firebreak_containment::envelope::{Envelope, EnvelopeStore};
-use firebreak_containment::plan::{BlastRadius, Candidate, Enforcement};
-use firebreak_containment::surface::{
-    ControlPlane, Observation, Op, Outcome, PlanInput, Step, SurfaceError, Verification,
+use firebreak_containment::ids::IncidentId;
+use firebreak_containment::plan::{BlastRadius, Enforcement};
+use firebreak_containment::plane::{
+    Change, Check, KindSpec, Observation, Outcome, PlanInput, Plane, PlaneError, Proposal, Route,
+    Verification,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::feed::{Feed, Rule};
 
 const PLANE: &str = "delegation feed";
+
+const fn rung(name: &'static str, rung: u8, approval_only: bool) -> KindSpec {
+    KindSpec {
+        name,
+        ladder: "delegation",
+        rung,
+        approval_only,
+        enforcement: Enforcement::Immediate,
+    }
+}
+
+pub static SEVER_EDGE: KindSpec = rung("delegation.sever_edge", 0, false);
+pub static ISOLATE_INBOUND: KindSpec = rung("delegation.isolate_inbound", 1, false);
+pub static PAUSE_GRAPH: KindSpec = rung("delegation.pause_graph", 2, true);
 
 /// One in-envelope delegation edge (a permitted entry of the caller's envelope).
 #[derive(Debug, Clone)]
@@ -94,45 +109,53 @@ fn breached(input: &PlanInput<'_>) -> Option<(AgentKey, String)> {
 }
 
 /// The feed rule an action holds, on whose document.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Hold {
-    agent: AgentKey,
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    pub agent: AgentKey,
     #[serde(flatten)]
-    rule: Rule,
+    pub rule: Rule,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct EdgeRef {
-    from: AgentKey,
-    to: String,
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeRef {
+    pub from: AgentKey,
+    pub to: String,
 }
 
-/// What the action spec journals: everything `run` needs.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Spec {
+/// What the action journals: everything `change` and `check` need.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DelegationSpec {
     /// The agent the alert is about.
-    agent: AgentKey,
-    incident: String,
+    pub agent: AgentKey,
+    pub incident: IncidentId,
     /// The breached edge: verification asks the feed whether it is refused.
-    edge: EdgeRef,
-    hold: Hold,
+    pub edge: EdgeRef,
+    pub hold: Hold,
 }
 
 struct DelegationObservation {
     edges: Arc<Vec<Edge>>,
 }
 
-impl Observation for DelegationObservation {
-    fn candidates(&self, input: &PlanInput<'_>) -> Result<Vec<Candidate>, SurfaceError> {
-        let (from, to) = breached(input).ok_or_else(|| SurfaceError::Invalid {
-            plane: PLANE,
-            detail: "a delegation alert needs parameter {from?, to}".into(),
-        })?;
+fn invalid(detail: impl Into<String>) -> PlaneError {
+    PlaneError::Invalid {
+        plane: PLANE,
+        detail: detail.into(),
+    }
+}
+
+impl Observation<DelegationSpec> for DelegationObservation {
+    fn candidates(
+        &self,
+        input: &PlanInput<'_>,
+    ) -> Result<Vec<Proposal<DelegationSpec>>, PlaneError> {
+        let (from, to) = breached(input)
+            .ok_or_else(|| invalid("a delegation alert needs parameter {from?, to}"))?;
         if to.is_empty() {
-            return Err(SurfaceError::Invalid {
-                plane: PLANE,
-                detail: "parameter.to is empty; name the callee's agent key".into(),
-            });
+            return Err(invalid(
+                "parameter.to is empty; name the callee's agent key",
+            ));
         }
         // The plan's own envelope version wins over the snapshot for the alert's agent.
         let own = input.envelope.agent_key();
@@ -151,7 +174,6 @@ impl Observation for DelegationObservation {
         let callee = AgentKey(to.clone());
         let rungs = [
             (
-                ActionKind::DelegationSeverEdge,
                 Hold {
                     agent: from.clone(),
                     rule: Rule::Severed { to: to.clone() },
@@ -160,7 +182,6 @@ impl Observation for DelegationObservation {
                 broken(&|e| e.from == from && e.to == to),
             ),
             (
-                ActionKind::DelegationIsolateInbound,
                 Hold {
                     agent: callee,
                     rule: Rule::InboundIsolated,
@@ -169,7 +190,6 @@ impl Observation for DelegationObservation {
                 broken(&|e| e.to == to),
             ),
             (
-                ActionKind::DelegationPauseGraph,
                 Hold {
                     agent: from.clone(),
                     rule: Rule::Paused,
@@ -178,47 +198,28 @@ impl Observation for DelegationObservation {
                 broken(&|e| e.from == from || e.to == from.0),
             ),
         ];
-        rungs
+        Ok(rungs
             .into_iter()
-            .map(|(kind, hold, granularity, blast_radius)| {
-                let spec = Spec {
+            .map(|(hold, granularity, blast_radius)| {
+                let target = format!("{} at the Firebreak policy feed", hold.agent);
+                let spec = DelegationSpec {
                     agent: input.alert.agent.key(),
-                    incident: input.incident.to_string(),
+                    incident: input.incident.clone(),
                     edge: EdgeRef {
                         from: from.clone(),
                         to: to.clone(),
                     },
                     hold,
                 };
-                Ok(Candidate {
-                    kind,
-                    target: format!("{} at the Firebreak policy feed", spec.hold.agent),
-                    granularity,
+                Proposal {
                     blast_radius,
-                    blocks: true,
                     inverse: "release this incident's hold on the feed rule".into(),
                     verify: format!("the feed documents refuse the edge {from} → {to}"),
-                    enforcement: Enforcement::Immediate,
-                    rejected: None,
-                    notes: vec![],
-                    spec: serde_json::to_value(&spec).map_err(|e| SurfaceError::Invalid {
-                        plane: PLANE,
-                        detail: format!("cannot encode the action spec: {e}"),
-                    })?,
-                })
+                    ..Proposal::new(target, granularity, spec)
+                }
             })
-            .collect()
+            .collect())
     }
-}
-
-fn parse_spec(action: &Candidate) -> Result<Spec, SurfaceError> {
-    serde_json::from_value(action.spec.clone()).map_err(|e| SurfaceError::Invalid {
-        plane: PLANE,
-        detail: format!(
-            "action spec of {} is not a delegation spec {{agent, incident, edge {{from, to}}, hold {{agent, rule}}}}: {e}",
-            action.kind
-        ),
-    })
 }
 
 impl DelegationPlane {
@@ -233,58 +234,81 @@ impl DelegationPlane {
 }
 
 #[async_trait]
-impl ControlPlane for DelegationPlane {
-    fn surface(&self) -> Surface {
-        Surface::Delegation
+impl Plane for DelegationPlane {
+    const KEY: &'static str = "feed";
+    const ROUTE: Route = Route::Delegation;
+    const KINDS: &'static [&'static KindSpec] = &[&SEVER_EDGE, &ISOLATE_INBOUND, &PAUSE_GRAPH];
+    const IN_PROCESS: bool = true;
+    type Spec = DelegationSpec;
+
+    fn kind_of(spec: &DelegationSpec) -> &'static KindSpec {
+        match spec.hold.rule {
+            Rule::InboundIsolated => &ISOLATE_INBOUND,
+            Rule::Paused => &PAUSE_GRAPH,
+            // Only the three rules above are ever proposed; a spec naming another is refused
+            // by `change`, and reads as the narrowest rung until then.
+            _ => &SEVER_EDGE,
+        }
     }
 
     fn handles(&self, input: &PlanInput<'_>) -> bool {
-        input.alert.dimension == Dimension::Delegation && breached(input).is_some()
+        breached(input).is_some()
     }
 
-    async fn observe(&self, _input: &PlanInput<'_>) -> Result<Box<dyn Observation>, SurfaceError> {
+    async fn observe(
+        &self,
+        _input: &PlanInput<'_>,
+    ) -> Result<Box<dyn Observation<DelegationSpec>>, PlaneError> {
         let edges = self.edges.read().unwrap_or_else(|p| p.into_inner()).clone();
         Ok(Box::new(DelegationObservation { edges }))
     }
 
-    async fn run(&self, action: &Candidate, op: Op) -> Result<Step, SurfaceError> {
-        let spec = parse_spec(action)?;
+    async fn change(&self, spec: &DelegationSpec, change: Change) -> Result<Outcome, PlaneError> {
+        let Hold { agent, rule } = &spec.hold;
+        if !matches!(
+            rule,
+            Rule::Severed { .. } | Rule::InboundIsolated | Rule::Paused
+        ) {
+            return Err(invalid(format!(
+                "a delegation spec holds severed, inboundIsolated or paused, not {rule:?}"
+            )));
+        }
+        let holder = spec.incident.as_str();
+        Ok(match change {
+            Change::Apply => Outcome {
+                changed: self.feed.set(agent, rule, holder),
+                detail: format!("{rule:?} on {agent} in force at the feed"),
+            },
+            Change::Revert => Outcome {
+                changed: self.feed.clear(agent, rule, holder),
+                detail: format!("{rule:?} on {agent} released at the feed"),
+            },
+        })
+    }
+
+    async fn check(&self, spec: &DelegationSpec, check: Check) -> Result<Verification, PlaneError> {
         let Hold { agent, rule } = &spec.hold;
         let edge = format!("{} → {}", spec.edge.from, spec.edge.to);
-        Ok(match op {
-            Op::Apply => Step::Changed(Outcome {
-                changed: self.feed.set(agent, rule, &spec.incident),
-                detail: format!("{} refused at the feed", action.granularity),
-            }),
-            Op::Verify => {
-                let refusal = self.refusal(&spec.edge);
-                let ok = refusal.is_some() && self.feed.holds(agent, rule, &spec.incident);
-                Step::Checked(Verification {
-                    ok,
-                    detail: match refusal {
-                        Some(why) => format!("the feed refuses {edge}: {why}"),
-                        None => format!("the feed still allows {edge}"),
-                    },
-                })
-            }
-            Op::Revert => Step::Changed(Outcome {
-                changed: self.feed.clear(agent, rule, &spec.incident),
-                detail: format!("{} restored at the feed", action.granularity),
-            }),
-            Op::VerifyReverted => {
-                // Another incident may hold its own rule on this edge: only ours must be gone.
-                let ok = !self.feed.holds(agent, rule, &spec.incident);
-                Step::Checked(Verification {
-                    ok,
-                    detail: format!(
-                        "hold of incident {} {}; {edge} is {}",
-                        spec.incident,
-                        if ok { "released" } else { "still in force" },
-                        self.refusal(&spec.edge)
-                            .map_or_else(|| "allowed".to_string(), |why| format!("refused: {why}"))
-                    ),
-                })
-            }
+        let refusal = self.refusal(&spec.edge);
+        let held = self.feed.holds(agent, rule, spec.incident.as_str());
+        Ok(match check {
+            Check::Applied => Verification::that(
+                refusal.is_some() && held,
+                match refusal {
+                    Some(why) => format!("the feed refuses {edge}: {why}"),
+                    None => format!("the feed still allows {edge}"),
+                },
+            ),
+            // Another incident may hold its own rule on this edge: only ours must be gone.
+            Check::Reverted => Verification::that(
+                !held,
+                format!(
+                    "hold of incident {} {}; {edge} is {}",
+                    spec.incident,
+                    if held { "still in force" } else { "released" },
+                    refusal.map_or_else(|| "allowed".to_string(), |why| format!("refused: {why}"))
+                ),
+            ),
         })
     }
 
@@ -296,6 +320,7 @@ impl ControlPlane for DelegationPlane {
 
 #[cfg(test)]
 mod tests {
+    use firebreak_containment::ids::PlanId;
     use firebreak_containment::Alert;
 
     use super::*;
@@ -328,7 +353,7 @@ mod tests {
         store
     }
 
-    fn candidates(plane: &DelegationPlane, to: &str) -> Vec<Candidate> {
+    fn candidates(plane: &DelegationPlane, to: &str) -> Vec<Proposal<DelegationSpec>> {
         let store = store();
         let alert = Alert::from_json(
             serde_json::json!({"id": "x", "source": "t", "time": "2026-11-22T05:00:00Z",
@@ -340,8 +365,10 @@ mod tests {
         )
         .expect("alert");
         let envelope = store.get(&alert.agent.key()).expect("a's envelope");
+        let incident = IncidentId::from("inc-1");
         let input = PlanInput {
-            incident: "inc-1",
+            incident: &incident,
+            plan: &PlanId::nth(&incident, 1),
             alert: &alert,
             envelope,
         };
@@ -372,28 +399,59 @@ mod tests {
     async fn apply_is_idempotent_verify_reads_the_feed_and_revert_restores() {
         let feed = Feed::default();
         let plane = DelegationPlane::new(feed.clone(), &store());
-        let sever = candidates(&plane, "b").remove(0);
-        assert!(!plane.verify(&sever).await.expect("verify").ok);
-        assert!(plane.apply(&sever).await.expect("apply").changed);
+        let sever = candidates(&plane, "b").remove(0).spec;
+        assert_eq!(DelegationPlane::kind_of(&sever), &SEVER_EDGE);
+        let check = |c| plane.check(&sever, c);
+        let change = |c| plane.change(&sever, c);
+        assert!(!check(Check::Applied).await.expect("verify").ok);
+        assert!(change(Change::Apply).await.expect("apply").changed);
         let version = feed.version();
-        assert!(!plane.apply(&sever).await.expect("re-apply").changed);
+        assert!(!change(Change::Apply).await.expect("re-apply").changed);
         assert_eq!(feed.version(), version, "a re-apply writes nothing");
-        assert!(plane.verify(&sever).await.expect("verify").ok);
+        assert!(check(Check::Applied).await.expect("verify").ok);
         let a = feed
             .document(&AgentKey("c/n/Deployment/a".into()))
             .expect("a");
         assert_eq!(a.refuses_edge("c/n/Deployment/c", None), None);
-        assert!(plane.revert(&sever).await.expect("revert").changed);
-        assert!(!plane.revert(&sever).await.expect("re-revert").changed);
-        assert!(plane.verify_reverted(&sever).await.expect("verify").ok);
+        assert!(!check(Check::Reverted).await.expect("verify").ok);
+        assert!(change(Change::Revert).await.expect("revert").changed);
+        assert!(!change(Change::Revert).await.expect("re-revert").changed);
+        assert!(check(Check::Reverted).await.expect("verify").ok);
+        assert!(!check(Check::Applied).await.expect("verify").ok);
     }
 
     #[tokio::test]
-    async fn a_malformed_spec_is_refused_naming_the_shape() {
+    async fn a_spec_holding_a_foreign_rule_is_refused_and_writes_nothing() {
+        let feed = Feed::default();
+        let plane = DelegationPlane::new(feed.clone(), &store());
+        let mut spec = candidates(&plane, "b").remove(0).spec;
+        spec.hold.rule = Rule::RevokedTool {
+            server: "s".into(),
+            tool: "t".into(),
+        };
+        let version = feed.version();
+        let err = plane
+            .change(&spec, Change::Apply)
+            .await
+            .expect_err("refused");
+        assert!(
+            err.to_string()
+                .contains("severed, inboundIsolated or paused"),
+            "{err}"
+        );
+        assert_eq!(feed.version(), version, "nothing written");
+    }
+
+    #[test]
+    fn each_rung_names_its_kind() {
         let plane = DelegationPlane::new(Feed::default(), &store());
-        let mut action = candidates(&plane, "b").remove(0);
-        action.spec = serde_json::json!({"agent": "c/n/Deployment/a"});
-        let err = plane.apply(&action).await.expect_err("refused");
-        assert!(err.to_string().contains("edge {from, to}"), "{err}");
+        let kinds: Vec<_> = candidates(&plane, "b")
+            .iter()
+            .map(|p| DelegationPlane::kind_of(&p.spec).name)
+            .collect();
+        assert_eq!(
+            kinds,
+            [SEVER_EDGE.name, ISOLATE_INBOUND.name, PAUSE_GRAPH.name]
+        );
     }
 }

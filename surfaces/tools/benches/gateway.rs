@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use firebreak_containment::budget::BudgetConfig;
 use firebreak_containment::engine::{Engine, EngineConfig, Parts, Request};
-use firebreak_containment::plane::Planes;
 use firebreak_containment::incident::PlanStatus;
 use firebreak_containment::journal::Journal;
 use firebreak_containment::metrics::Metrics;
+use firebreak_containment::plane::Planes;
 use firebreak_containment::runbook::Runbooks;
 use firebreak_containment::{Alert, Envelope, EnvelopeStore};
 use firebreak_tools::{Gateway, GatewayConfig, Policy, ToolsPlane};
@@ -204,13 +204,10 @@ async fn main() -> Result<()> {
         to_refusal.push(start.elapsed().as_secs_f64());
         from_accepted.push(accepted.elapsed().as_secs_f64());
         // Let the background apply finish verifying before rolling back.
-        while engine
-            .incident(&submitted.incident)
-            .await
-            .map(|i| i.status())
-            != Some(PlanStatus::Contained)
-        {
-            tokio::time::sleep(Duration::from_micros(200)).await;
+        let plan = submitted.plan.as_ref().context("the alert was planned")?;
+        let settled = engine.settled(&submitted.incident, &plan.id).await;
+        if settled != Some(PlanStatus::Contained) {
+            bail!("{} settled {settled:?}, not contained", plan.id);
         }
         engine.rollback(&submitted.incident, None).await?;
     }

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use firebreak_containment::alert::Parameter;
 use firebreak_containment::plan::{BlastRadius, Enforcement};
 use firebreak_containment::plane::{
-    Change, Check, KindSpec, Observation, Outcome, PlanInput, Plane, PlaneError, Proposal,
-    Route, Verification,
+    Change, Check, KindSpec, Observation, Outcome, PlanInput, Plane, PlaneError, Proposal, Route,
+    Verification,
 };
 use serde::{Deserialize, Serialize};
 
@@ -104,7 +104,10 @@ impl Observation<ToolsSpec> for ToolsObservation {
                 },
                 format!("every tool on {server}, for {agent} only"),
             ),
-            (Scope::All, format!("every tool on every server, for {agent} only")),
+            (
+                Scope::All,
+                format!("every tool on every server, for {agent} only"),
+            ),
         ];
         Ok(rungs
             .into_iter()
@@ -300,7 +303,13 @@ mod tests {
         let agent = firebreak_containment::agent::AgentKey("c/n/Deployment/a".into());
         assert_eq!(policy.decide(&agent, "s1", "read"), Decision::Allowed);
         assert!(change(Change::Revert).await.expect("revert").changed);
-        assert!(plane.check(&spec, Check::Reverted).await.expect("verify").ok);
+        assert!(
+            plane
+                .check(&spec, Check::Reverted)
+                .await
+                .expect("verify")
+                .ok
+        );
         assert!(!plane.check(&spec, Check::Applied).await.expect("verify").ok);
     }
 }

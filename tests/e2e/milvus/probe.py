@@ -8,6 +8,8 @@ usage:
       every grant of each role, as root: {"ROLE": [[object, objectName, privilege], ...]}
   probe.py add-user HOST:PORT ROLE USER
       as root, gives ROLE to USER too: {"ok": true}
+  probe.py grant HOST:PORT ROLE COLLECTION PRIVILEGE
+      as root, grants ROLE one more privilege on COLLECTION: {"ok": true}
 """
 
 import json
@@ -57,6 +59,12 @@ def add_user(address: str, role: str, user: str) -> dict:
     return {"ok": True}
 
 
+def grant(address: str, role: str, collection: str, privilege: str) -> dict:
+    connect(address, "root", "root", ROOT_PASSWORD)
+    Role(role, using="root").grant("Collection", collection, privilege)
+    return {"ok": True}
+
+
 def main() -> None:
     command, address, rest = sys.argv[1], sys.argv[2], sys.argv[3:]
     if command == "search":
@@ -65,8 +73,10 @@ def main() -> None:
         result = grants(address, rest)
     elif command == "add-user":
         result = add_user(address, *rest)
+    elif command == "grant":
+        result = grant(address, *rest)
     else:
-        sys.exit(f"unknown command {command!r}; use search, grants or add-user")
+        sys.exit(f"unknown command {command!r}; use search, grants, add-user or grant")
     print(json.dumps(result))
 
 

@@ -16,7 +16,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request};
 
 use super::config::Credentials;
-use super::ladder::Grant;
+use super::observation::Grant;
 use crate::ContextError;
 
 /// The object type of collection-level privileges.
@@ -176,7 +176,30 @@ const SERVICE: &str = "/milvus.proto.milvus.MilvusService/";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// One authenticated connection to a Milvus proxy, for one observation or one operation.
+/// The channel to a Milvus proxy, built once per plane: it connects on first use, reconnects
+/// after a failure, and every call clones it (a clone shares the connection).
+pub fn channel(address: &str) -> Result<Channel, ContextError> {
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|e| ContextError::MilvusConfig {
+            field: "address".into(),
+            reason: format!("{address:?} is not a host:port: {e}"),
+        })?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(CALL_TIMEOUT);
+    Ok(endpoint.connect_lazy())
+}
+
+/// Milvus' own scheme: the metadata value is base64("user:password"), no "Basic " prefix.
+pub fn authorization(credentials: &Credentials) -> Result<MetadataValue<Ascii>, ContextError> {
+    let token = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:{}", credentials.user, credentials.password));
+    token.parse().map_err(|_| ContextError::MilvusConfig {
+        field: "user".into(),
+        reason: "the credentials do not fit a gRPC header".into(),
+    })
+}
+
+/// Firebreak's authenticated calls to one database, over a clone of the plane's channel.
 pub struct MilvusClient {
     grpc: tonic::client::Grpc<Channel>,
     authorization: MetadataValue<Ascii>,
@@ -184,34 +207,16 @@ pub struct MilvusClient {
 }
 
 impl MilvusClient {
-    pub async fn connect(
-        address: &str,
-        credentials: &Credentials,
+    pub fn new(
+        channel: Channel,
+        authorization: MetadataValue<Ascii>,
         database: &str,
-    ) -> Result<MilvusClient, ContextError> {
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| ContextError::MilvusConfig {
-                field: "address".into(),
-                reason: format!("{address:?} is not a host:port: {e}"),
-            })?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(CALL_TIMEOUT);
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| ContextError::MilvusUnreachable(format!("{address}: {e}")))?;
-        // Milvus' own scheme: the metadata value is base64("user:password"), no "Basic " prefix.
-        let token = base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", credentials.user, credentials.password));
-        let authorization = token.parse().map_err(|_| ContextError::MilvusConfig {
-            field: "user".into(),
-            reason: "the credentials do not fit a gRPC header".into(),
-        })?;
-        Ok(MilvusClient {
+    ) -> MilvusClient {
+        MilvusClient {
             grpc: tonic::client::Grpc::new(channel),
             authorization,
             database: database.to_string(),
-        })
+        }
     }
 
     async fn call<Req, Resp>(
@@ -415,15 +420,24 @@ impl MilvusClient {
     }
 }
 
+/// Milvus 2.3 error codes (`merr`) a later attempt can succeed past: not ready yet, unavailable,
+/// request or rate limit exceeded, resources short for now.
+const TRANSIENT_CODES: &[i32] = &[1, 2, 4, 8, 12];
+
 fn check(doing: &str, status: Option<&Status>) -> Result<(), ContextError> {
     match status {
-        Some(s) if s.error_code != 0 || s.code != 0 => Err(ContextError::Milvus {
-            doing: doing.to_string(),
-            detail: format!(
+        Some(s) if s.error_code != 0 || s.code != 0 => {
+            let detail = format!(
                 "{} (error code {}, code {})",
                 s.reason, s.error_code, s.code
-            ),
-        }),
+            );
+            let doing = doing.to_string();
+            Err(if TRANSIENT_CODES.contains(&s.code) {
+                ContextError::MilvusBusy { doing, detail }
+            } else {
+                ContextError::Milvus { doing, detail }
+            })
+        }
         _ => Ok(()),
     }
 }
@@ -431,9 +445,14 @@ fn check(doing: &str, status: Option<&Status>) -> Result<(), ContextError> {
 fn status_error(doing: &str, status: &tonic::Status) -> ContextError {
     let message = status.message();
     match status.code() {
+        // No connection, or no answer in time.
         Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
             ContextError::MilvusUnreachable(format!("{doing}: {message}"))
         }
+        Code::ResourceExhausted | Code::Aborted | Code::Internal => ContextError::MilvusBusy {
+            doing: doing.to_string(),
+            detail: format!("{message} (gRPC {:?})", status.code()),
+        },
         Code::Unauthenticated => ContextError::Milvus {
             doing: doing.to_string(),
             detail: format!("{message}; check context.milvus.user and the password it reads"),
@@ -482,5 +501,47 @@ mod tests {
         let entity = GrantEntity::decode(&bytes[2..bytes.len() - 2]).expect("entity");
         assert_eq!(entity.object_name, "kb");
         assert_eq!(entity.db_name, "default");
+    }
+
+    #[test]
+    fn milvus_faults_read_as_the_engine_expects() {
+        use firebreak_containment::plane::PlaneError;
+        let plane = |e: ContextError| PlaneError::from(e);
+        let status = |code| Status {
+            error_code: 65535,
+            reason: "no".into(),
+            code,
+        };
+        let rate_limited = check("searching", Some(&status(8))).expect_err("a failure");
+        assert!(
+            matches!(plane(rate_limited), PlaneError::Unavailable { .. }),
+            "rate limit: retried"
+        );
+        let denied = check("searching", Some(&status(1401))).expect_err("a failure");
+        assert!(matches!(plane(denied), PlaneError::Refused { .. }));
+        let ok = Status {
+            error_code: 0,
+            reason: String::new(),
+            code: 0,
+        };
+        assert!(check("searching", Some(&ok)).is_ok());
+        for (status, transient) in [
+            (
+                tonic::Status::unavailable("connection refused"),
+                "unreachable",
+            ),
+            (tonic::Status::deadline_exceeded("slow"), "unreachable"),
+            (tonic::Status::resource_exhausted("busy"), "unavailable"),
+            (tonic::Status::permission_denied("no"), "refused"),
+            (tonic::Status::unauthenticated("who"), "refused"),
+        ] {
+            let read = match plane(status_error("searching", &status)) {
+                PlaneError::Unreachable { .. } => "unreachable",
+                PlaneError::Unavailable { .. } => "unavailable",
+                PlaneError::Refused { .. } => "refused",
+                _ => "other",
+            };
+            assert_eq!(read, transient, "{status:?}");
+        }
     }
 }

@@ -4,41 +4,56 @@
 //! (`OperatePrivilege`, type Revoke, object `Collection`); its inverse grants exactly those back.
 //! Both are read back with `SelectGrant`. Milvus 2.3 cannot hide one source, so
 //! `context.quarantine_source` is planned as rejected with that reason.
+//!
+//! One gRPC channel, built with the plane, carries every call; each call makes one attempt and
+//! answers with a typed error.
 
 mod config;
 mod grpc;
-mod ladder;
+pub mod observation;
+pub mod rungs;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
-use firebreak_containment::alert::Parameter;
-use firebreak_containment::plan::Candidate;
-use firebreak_containment::surface::{Op, PlanInput, Step, SurfaceError};
+use async_trait::async_trait;
+use firebreak_containment::plane::{
+    Change, Check, KindSpec, Observation, Outcome, PlanInput, Plane, PlaneError, Route,
+    Verification,
+};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::Channel;
 
 pub use config::{Credentials, MilvusCollection, MilvusContextConfig, PasswordSource};
-pub use ladder::{CollectionRef, Grant, MilvusState, RevokeSpec};
+pub use observation::{CollectionRef, Grant, MilvusState};
+pub use rungs::{MilvusSpec, Revocation};
 
-use crate::plane::check;
+use crate::kinds::{KINDS, QUARANTINE_INDEX, QUARANTINE_SOURCE, REVOKE_INDEX};
+use crate::shared::breached;
 use crate::ContextError;
 use config::{ADMIN_ROLE, PUBLIC_ROLE};
-use grpc::{MilvusClient, OperatePrivilegeType};
+use grpc::MilvusClient;
 
 /// Names this control plane in errors and plans.
 pub const PLANE: &str = "milvus context store";
 
 pub struct Milvus {
     config: MilvusContextConfig,
-    credentials: Credentials,
+    channel: Channel,
+    authorization: MetadataValue<Ascii>,
 }
 
 impl Milvus {
-    /// Validates the config and reads the password; connects only when asked to act.
-    pub fn new(config: MilvusContextConfig) -> Result<Milvus, ContextError> {
+    /// Validates the config, reads the password and builds the channel, which connects on
+    /// first use. Async because the channel's worker runs on the caller's tokio runtime.
+    pub async fn new(config: MilvusContextConfig) -> Result<Milvus, ContextError> {
         config.validate()?;
-        let credentials = config.credentials()?;
+        let authorization = grpc::authorization(&config.credentials()?)?;
+        let channel = grpc::channel(&config.address)?;
         Ok(Milvus {
             config,
-            credentials,
+            channel,
+            authorization,
         })
     }
 
@@ -46,20 +61,21 @@ impl Milvus {
         &self.config
     }
 
-    async fn client(&self, database: &str) -> Result<MilvusClient, ContextError> {
-        MilvusClient::connect(&self.config.address, &self.credentials, database).await
+    /// Calls to `database`, over a clone of the one channel.
+    fn client(&self, database: &str) -> MilvusClient {
+        MilvusClient::new(self.channel.clone(), self.authorization.clone(), database)
     }
 
     async fn observe_state(&self, input: &PlanInput<'_>) -> Result<MilvusState, ContextError> {
-        let Parameter::Context { index, .. } = &input.alert.parameter else {
-            return Err(ContextError::Surface(SurfaceError::Invalid {
+        let (index, _) = breached(input).ok_or_else(|| {
+            ContextError::Plane(PlaneError::Invalid {
                 plane: PLANE,
                 detail: "the alert's parameter is not a context parameter {index, source}; send it with dimension context".into(),
-            }));
-        };
+            })
+        })?;
         let entry = self.config.collection_for_index(index).ok_or_else(|| {
             ContextError::MilvusUnknownIndex {
-                index: index.clone(),
+                index: index.to_string(),
                 known: self
                     .config
                     .collections
@@ -75,7 +91,7 @@ impl Milvus {
             .get(&agent)
             .ok_or_else(|| ContextError::MilvusUnknownAgent(agent.clone()))?;
         let database = &self.config.database;
-        let mut client = self.client(database).await?;
+        let mut client = self.client(database);
         if !client.has_collection(&entry.collection).await? {
             return Err(ContextError::UnknownCollection {
                 collection: entry.collection.clone(),
@@ -137,111 +153,58 @@ impl Milvus {
             sharing,
         })
     }
+}
 
-    async fn dispatch(&self, action: &Candidate, op: Op) -> Result<Step, ContextError> {
-        let spec = RevokeSpec::from_candidate(action).map_err(ContextError::Surface)?;
-        let c = &spec.collection;
-        let what = format!("collection {} (index {})", c.collection, c.index);
-        let mut client = self.client(&c.database).await?;
-        match op {
-            Op::Apply | Op::Revert => {
-                let mut done = Vec::new();
-                for (role, privileges) in &spec.revoked {
-                    let now = privileges_on(&mut client, role, &c.collection).await?;
-                    let (todo, kind): (BTreeSet<&String>, _) = if op == Op::Apply {
-                        (
-                            privileges.intersection(&now).collect(),
-                            OperatePrivilegeType::Revoke,
-                        )
-                    } else {
-                        (
-                            privileges.difference(&now).collect(),
-                            OperatePrivilegeType::Grant,
-                        )
-                    };
-                    for privilege in todo {
-                        client.operate(kind, role, &c.collection, privilege).await?;
-                        done.push(format!("{privilege} of role {role}"));
-                    }
-                }
-                let verb = if op == Op::Apply {
-                    "revoked"
-                } else {
-                    "granted back"
-                };
-                Ok(if done.is_empty() {
-                    Step::unchanged(format!(
-                        "already in place: nothing left to be {verb} on {what}"
-                    ))
-                } else {
-                    Step::changed(format!("{verb} {} on {what}", done.join(", ")))
-                })
-            }
-            Op::Verify | Op::VerifyReverted => {
-                let mut problems = Vec::new();
-                for (role, privileges) in &spec.revoked {
-                    let now = privileges_on(&mut client, role, &c.collection).await?;
-                    if op == Op::Verify && !now.is_empty() {
-                        problems.push(format!("role {role} still holds {} on {what}", join(&now)));
-                    }
-                    let missing: BTreeSet<String> = privileges.difference(&now).cloned().collect();
-                    if op == Op::VerifyReverted && !missing.is_empty() {
-                        problems.push(format!(
-                            "role {role} lacks {} on {what} after the revert",
-                            join(&missing)
-                        ));
-                    }
-                }
-                // Only right after applying: later, other incidents may legitimately have
-                // changed the grants this action kept.
-                if op == Op::Verify {
-                    let mut by_role: BTreeMap<&str, Vec<&Grant>> = BTreeMap::new();
-                    for g in &spec.kept {
-                        by_role.entry(g.role.as_str()).or_default().push(g);
-                    }
-                    for (role, expected) in by_role {
-                        let now = client.grants(role, None).await?;
-                        for g in expected.into_iter().filter(|g| !now.contains(*g)) {
-                            problems.push(format!(
-                                "role {role} lost {g}, which this action must leave alone"
-                            ));
-                        }
-                    }
-                }
-                let roles: Vec<&String> = spec.revoked.keys().collect();
-                Ok(check(
-                    problems,
-                    if op == Op::Verify {
-                        format!(
-                            "SelectGrant read back: roles {roles:?} hold no privilege on {what}; {} other grant(s) untouched",
-                            spec.kept.len()
-                        )
-                    } else {
-                        format!(
-                            "SelectGrant read back: roles {roles:?} hold their privileges on {what} again"
-                        )
-                    },
-                ))
+#[async_trait]
+impl Plane for Milvus {
+    const KEY: &'static str = "context.milvus";
+    const ROUTE: Route = Route::Context;
+    const KINDS: &'static [&'static KindSpec] = KINDS;
+    type Spec = MilvusSpec;
+
+    fn kind_of(spec: &MilvusSpec) -> &'static KindSpec {
+        match spec {
+            MilvusSpec::QuarantineSource(_) => &QUARANTINE_SOURCE,
+            MilvusSpec::RevokeIndex(_) => &REVOKE_INDEX,
+            MilvusSpec::QuarantineIndex(_) => &QUARANTINE_INDEX,
+        }
+    }
+
+    /// The index is one of this server's collections, and the agent has a Milvus role here:
+    /// with pgvector configured too, each index reaches only the plane that holds it.
+    fn handles(&self, input: &PlanInput<'_>) -> bool {
+        breached(input).is_some_and(|(index, _)| self.config.collection_for_index(index).is_some())
+            && self.config.roles.contains_key(&input.alert.agent.key().0)
+    }
+
+    async fn observe(
+        &self,
+        input: &PlanInput<'_>,
+    ) -> Result<Box<dyn Observation<MilvusSpec>>, PlaneError> {
+        Ok(Box::new(self.observe_state(input).await?))
+    }
+
+    async fn change(&self, spec: &MilvusSpec, change: Change) -> Result<Outcome, PlaneError> {
+        match spec {
+            MilvusSpec::QuarantineSource(s) => Err(rungs::quarantine_source::unsupported(s)),
+            MilvusSpec::RevokeIndex(r) | MilvusSpec::QuarantineIndex(r) => {
+                let mut client = self.client(&r.collection.database);
+                Ok(r.change(&mut client, change).await?)
             }
         }
     }
-}
 
-async fn privileges_on(
-    client: &mut MilvusClient,
-    role: &str,
-    collection: &str,
-) -> Result<BTreeSet<String>, ContextError> {
-    Ok(client
-        .grants(role, Some(collection))
-        .await?
-        .into_iter()
-        .map(|g| g.privilege)
-        .collect())
-}
+    async fn check(&self, spec: &MilvusSpec, check: Check) -> Result<Verification, PlaneError> {
+        match spec {
+            MilvusSpec::QuarantineSource(s) => Err(rungs::quarantine_source::unsupported(s)),
+            MilvusSpec::RevokeIndex(r) | MilvusSpec::QuarantineIndex(r) => {
+                let mut client = self.client(&r.collection.database);
+                Ok(r.check(&mut client, check).await?)
+            }
+        }
+    }
 
-fn join(privileges: &BTreeSet<String>) -> String {
-    privileges.iter().cloned().collect::<Vec<_>>().join(", ")
+    fn verify_deadline(&self) -> Duration {
+        self.config.verify_deadline
+    }
 }
-
-crate::shared::context_control_plane!(Milvus);

@@ -7,8 +7,10 @@
 //! watchdog kills the namespace's processes by id, deletes the namespace and removes the data
 //! directory once this test process is gone, however it ends.
 //!
-//! Milvus 2.3 allows at most 10 roles (`proxy.maxRoleNum`, which `milvus-server` cannot set),
-//! two of them built in: the tests of one binary share the other eight.
+//! Milvus 2.3 allows 10 roles by default, two of them built in (`proxy.maxRoleNum`). The
+//! launcher's `--extra-config` only rewrites keys its template has, and that one is not among
+//! them, so it is raised through Milvus' environment source instead (`PROXY_MAXROLENUM`): each
+//! test seeds its own roles.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -25,6 +27,8 @@ const PYTHON_ENV: &str = "FIREBREAK_MILVUS_PYTHON";
 const GRPC_PORT: u16 = 19530;
 const HEALTH_PORT: u16 = 9091;
 const NS_PREFIX: &str = "fbmv-";
+/// Roles the server allows, the two built-in ones included.
+const MAX_ROLES: &str = "64";
 
 pub struct MilvusServer {
     address: String,
@@ -123,6 +127,7 @@ impl MilvusServer {
                 "--extra-config",
                 "proxy.accessLog.enable=true",
             ])
+            .env("PROXY_MAXROLENUM", MAX_ROLES)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -195,6 +200,19 @@ impl MilvusServer {
                     .map(|(s, _)| s.to_string())
                     .unwrap_or_default();
                 Some((method, status))
+            })
+            .collect()
+    }
+
+    /// The client addresses (one per connection) of the calls made as `user`.
+    pub fn clients_of(&self, user: &str) -> std::collections::BTreeSet<String> {
+        let text =
+            std::fs::read_to_string(self.logs().join("milvus-stdout.log")).unwrap_or_default();
+        let tag = format!("[ACCESS] <{user}: ");
+        text.lines()
+            .filter_map(|line| {
+                let rest = &line[line.find(&tag)? + tag.len()..];
+                Some(rest.split_once("> ")?.0.to_string())
             })
             .collect()
     }

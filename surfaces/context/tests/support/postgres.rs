@@ -74,6 +74,10 @@ impl Pg {
                 "listen_addresses=",
                 "-c",
                 "log_statement=all",
+                // `connection authorized: user=… database=… application_name=…`: the tests
+                // count the sessions a plane opens.
+                "-c",
+                "log_connections=on",
                 "-c",
                 "log_line_prefix=db=%d ",
                 "-c",
@@ -127,6 +131,16 @@ impl Pg {
         )
     }
 
+    /// Sessions the server authorized on database `db` for `application` (the
+    /// `application_name` a DSN sets), since it started.
+    pub fn sessions(&self, db: &str, application: &str) -> usize {
+        let needle = format!("database={db} application_name={application}");
+        self.log_text()
+            .lines()
+            .filter(|l| l.contains("connection authorized:") && l.trim_end().ends_with(&needle))
+            .count()
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -141,8 +155,12 @@ impl Pg {
                 ours = true;
                 // `statement: SQL` or `execute <name>: SQL`
                 match rest.split_once(": ") {
-                    Some((_, sql)) => out.push(sql.to_string()),
-                    None => ours = false,
+                    Some((what, sql))
+                        if what.trim() == "statement" || what.trim().starts_with("execute") =>
+                    {
+                        out.push(sql.to_string())
+                    }
+                    _ => ours = false,
                 }
             } else if line.starts_with('\t') && ours {
                 if let Some(last) = out.last_mut() {

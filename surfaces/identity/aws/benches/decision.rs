@@ -1,4 +1,4 @@
-//! The decision path, bytes → plan, with 10,000 envelopes loaded (DESIGN §8: p99 ≤ 100 µs).
+//! The decision path, bytes → plan, with 10,000 envelopes loaded (docs/ARCHITECTURE.md §Targets: p99 ≤ 100 µs).
 //!
 //! Per iteration, what the daemon does once the control plane's state is in memory:
 //! 1. `Alert::from_json` on native alert bytes,
@@ -12,16 +12,16 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hint::black_box;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use firebreak_aws::policy::PolicyDocument;
 use firebreak_aws::role::{ObservedPolicy, RoleState};
-use firebreak_containment::budget::{Budget, BudgetConfig};
-use firebreak_containment::engine::{decide, DecideInput, Request};
-use firebreak_containment::metrics::Metrics;
+use firebreak_aws::AwsIam;
+use firebreak_containment::budget::BudgetConfig;
+use firebreak_containment::guard::{Guard, GuardInput, Request};
+use firebreak_containment::ids::{IncidentId, PlanId};
+use firebreak_containment::plane::{candidate_of, Observation, PlanInput};
 use firebreak_containment::runbook::Runbooks;
-use firebreak_containment::surface::{Observation, PlanInput};
 use firebreak_containment::{Alert, Envelope, EnvelopeStore};
 
 const AGENTS: usize = 10_000;
@@ -447,21 +447,22 @@ fn main() {
     // The observed roles (what `observe` would have read), keyed by ARN.
     let roles: HashMap<String, RoleState> = (0..ROLES).map(|r| (role_arn(r), role(r))).collect();
 
-    let runbooks = Runbooks::embedded().expect("embedded runbook parses");
-    let budget = Mutex::new(Budget::new(BudgetConfig {
-        global_per_minute: usize::MAX,
-        namespace_per_minute: usize::MAX,
-        agent_per_minute: usize::MAX,
-    }));
-    let metrics = Metrics::new().expect("metrics register");
+    let guard = Guard::new(
+        Runbooks::embedded().expect("embedded runbook parses"),
+        BudgetConfig {
+            global_per_minute: usize::MAX,
+            namespace_per_minute: usize::MAX,
+            agent_per_minute: usize::MAX,
+        },
+    );
 
     // Alerts for random agents; incident ids are made by `submit`, before the decision path.
-    let alerts: Vec<(Vec<u8>, String)> = (0..WARMUP + ITERATIONS)
+    let alerts: Vec<(Vec<u8>, IncidentId)> = (0..WARMUP + ITERATIONS)
         .map(|seq| {
             let i = rng.below(AGENTS);
             (
                 alert_json(seq, i, &mut rng),
-                format!("inc-{:012x}", rng.next() >> 16),
+                IncidentId::from(format!("inc-{:012x}", rng.next() >> 16)),
             )
         })
         .collect();
@@ -469,7 +470,7 @@ fn main() {
     let mut modes: BTreeMap<String, usize> = BTreeMap::new();
     let mut chosen: BTreeMap<String, usize> = BTreeMap::new();
     let mut candidates_total = 0usize;
-    let mut run_decision = |bytes: &[u8], incident: &str, record: bool| -> [Duration; 4] {
+    let mut run_decision = |bytes: &[u8], incident: &IncidentId, record: bool| -> [Duration; 4] {
         let t0 = Instant::now();
         let alert = Alert::from_json(bytes).expect("generated alert is valid");
         let t1 = Instant::now();
@@ -480,30 +481,34 @@ fn main() {
         let role = roles
             .get(&envelope.spec.identity.principals[0])
             .expect("every principal has an observed role");
+        let plan_id = PlanId::nth(incident, 1);
         let input = PlanInput {
             incident,
+            plan: &plan_id,
             alert: &alert,
             envelope,
         };
         let candidates = role
             .candidates(&input)
-            .expect("identity alerts have candidates");
+            .expect("identity alerts have candidates")
+            .into_iter()
+            .map(candidate_of::<AwsIam>)
+            .collect::<Result<Vec<_>, _>>()
+            .expect("candidates encode");
         let t3 = Instant::now();
-        let plan = decide(
-            &runbooks,
-            &budget,
-            &metrics,
-            DecideInput {
+        let plan = guard
+            .decide(GuardInput {
                 incident,
-                index: 1,
+                plan: plan_id,
                 alert: &alert,
                 envelope_version: envelope.spec.version,
                 envelope_status: envelope.spec.status,
                 candidates,
                 problems: Vec::new(),
                 request: &Request::Runbook,
-            },
-        );
+                now: chrono::Utc::now(),
+            })
+            .plan;
         let t4 = Instant::now();
         let plan = black_box(plan);
         if record {
@@ -609,7 +614,7 @@ fn main() {
     );
     println!();
     println!(
-        "Target (DESIGN §8): p99 ≤ {} → {} (p99 {}).",
+        "Target (docs/ARCHITECTURE.md §Targets): p99 ≤ {} → {} (p99 {}).",
         us(TARGET_P99),
         if decision.p99 <= TARGET_P99 {
             "met"

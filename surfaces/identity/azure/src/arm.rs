@@ -1,25 +1,25 @@
 //! A small typed client for exactly the ARM endpoints Firebreak needs: role assignments, role
 //! definitions, user-assigned managed identities and their federated identity credentials.
 //!
-//! Every call is retried on throttling (429), server errors (5xx), timeouts and connection
-//! failures, [`ATTEMPTS`] times with a doubling [`BACKOFF`]. Writes too: each one here is
-//! idempotent by name in ARM (a PUT of identical properties, a DELETE of something gone).
+//! One HTTP client, built once, with connect and read timeouts; one request per call. Nothing
+//! here retries: the engine does, for every plane alike, after the error says what happened
+//! (`impl From<ArmError> for PlaneError`): throttling and server errors are `Unavailable`,
+//! timeouts and connection failures `Unreachable`. Every write is idempotent by name in ARM (a
+//! PUT of identical properties, a DELETE of something gone), so the engine's retry is safe.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use azure_core::credentials::TokenCredential;
+use firebreak_containment::plane::PlaneError;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::ResourceId;
 use crate::roles::RoleDefinition;
+use crate::PLANE;
 
-/// Tries per request.
-pub const ATTEMPTS: u32 = 4;
-/// First backoff; doubled after each failed try (100, 200, 400 ms).
-pub const BACKOFF: Duration = Duration::from_millis(100);
 /// `Microsoft.Authorization` roleAssignments and roleDefinitions.
 pub const AUTHORIZATION_API: &str = "2022-04-01";
 /// `Microsoft.ManagedIdentity` userAssignedIdentities and federatedIdentityCredentials.
@@ -51,13 +51,47 @@ impl ArmError {
             _ => None,
         }
     }
+}
 
-    /// Worth another try: throttling, server errors, no answer.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            ArmError::Transport { .. } => true,
-            ArmError::Status { status, .. } => matches!(status, 408 | 429 | 500..=599),
-            _ => false,
+impl From<ArmError> for PlaneError {
+    fn from(e: ArmError) -> PlaneError {
+        let detail = e.to_string();
+        match e {
+            // No answer, or no token to ask with (Entra ID or IMDS unreachable, or refusing).
+            ArmError::Transport { .. } | ArmError::Credential(_) => PlaneError::Unreachable {
+                plane: PLANE,
+                detail,
+            },
+            ArmError::Status {
+                status: 401 | 403, ..
+            } => PlaneError::Refused {
+                plane: PLANE,
+                detail: format!(
+                    "{detail}; grant Firebreak's identity Microsoft.Authorization/roleAssignments/read, write, delete and \
+                     roleDefinitions/read (e.g. Role Based Access Control Administrator), and \
+                     Microsoft.ManagedIdentity/userAssignedIdentities/read and federatedIdentityCredentials/read, write, \
+                     delete (Managed Identity Contributor)"
+                ),
+            },
+            ArmError::Status { status: 409, .. } => PlaneError::Conflict {
+                plane: PLANE,
+                detail,
+            },
+            ArmError::Status {
+                status: 408 | 429 | 500..=599,
+                ..
+            } => PlaneError::Unavailable {
+                plane: PLANE,
+                detail,
+            },
+            ArmError::Status { .. } => PlaneError::Refused {
+                plane: PLANE,
+                detail,
+            },
+            ArmError::Decode { .. } => PlaneError::Invalid {
+                plane: PLANE,
+                detail,
+            },
         }
     }
 }
@@ -209,6 +243,7 @@ pub struct Arm {
     endpoint: String,
     credential: Arc<dyn TokenCredential>,
     token_scope: String,
+    timeout: Duration,
 }
 
 impl Arm {
@@ -226,6 +261,7 @@ impl Arm {
             token_scope: format!("{endpoint}/.default"),
             endpoint,
             credential,
+            timeout,
         })
     }
 
@@ -422,30 +458,8 @@ impl Arm {
         url
     }
 
-    /// One request, retried while transient; any non-2xx answer is an [`ArmError::Status`].
+    /// One request, sent once; any non-2xx answer is an [`ArmError::Status`].
     async fn send(
-        &self,
-        method: Method,
-        url: &str,
-        body: Option<&serde_json::Value>,
-        doing: &str,
-    ) -> Result<(StatusCode, Vec<u8>), ArmError> {
-        let mut delay = BACKOFF;
-        let mut attempt = 1;
-        loop {
-            match self.send_once(method.clone(), url, body, doing).await {
-                Err(e) if e.is_transient() && attempt < ATTEMPTS => {
-                    tracing::warn!(attempt, error = %e, "transient ARM error; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
-    }
-
-    async fn send_once(
         &self,
         method: Method,
         url: &str,
@@ -466,7 +480,14 @@ impl Arm {
         }
         let transport = |e: reqwest::Error| ArmError::Transport {
             doing: doing.into(),
-            detail: e.to_string(),
+            detail: if e.is_timeout() {
+                format!(
+                    "no answer within azure.requestTimeout ({} ms): {e}",
+                    self.timeout.as_millis()
+                )
+            } else {
+                e.to_string()
+            },
         };
         let response = request.send().await.map_err(transport)?;
         let status = response.status();

@@ -45,7 +45,8 @@ pub struct AzureConfig {
     /// How long verification may poll: Azure RBAC changes take up to 10 minutes to propagate.
     #[serde(deserialize_with = "duration", default = "default_deadline")]
     pub verify_deadline: Duration,
-    /// Per HTTP request to ARM or Entra ID; a timed-out request is retried like a 5xx.
+    /// Per HTTP request to ARM (connect and answer). A request that times out is one failed
+    /// attempt, reported as unreachable; the engine decides whether to try again.
     #[serde(deserialize_with = "duration", default = "default_request_timeout")]
     pub request_timeout: Duration,
 }

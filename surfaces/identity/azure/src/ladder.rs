@@ -1,31 +1,27 @@
-//! The Azure ladder for one breach, computed from an observed [`AzureState`] without I/O:
-//! `azure.delete_role_assignment` (one assignment at the narrowest scope) →
-//! `azure.narrow_role_assignment` (a broad assignment replaced by the same role at the scopes the
-//! envelope needs) → `azure.delete_federated_credential` (the agent's token link: approval only).
+//! The Azure ladder for one breach, computed from an observed [`AzureState`] without I/O. Each
+//! rung proposes itself from a [`Ladder`] (its file is under `rungs/`); this module holds what
+//! they share: which assignments grant the breach, and what the envelope loses without them.
 
-use firebreak_containment::action::ActionKind;
-use firebreak_containment::alert::Parameter;
-use firebreak_containment::plan::{BlastRadius, Candidate, Enforcement};
-use firebreak_containment::surface::{Observation, PlanInput, SurfaceError};
+use firebreak_containment::ids::IncidentId;
+use firebreak_containment::plan::BlastRadius;
+use firebreak_containment::plane::{Observation, PlanInput, PlaneError, Proposal};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use uuid::Uuid;
 
-use crate::arm::{FederatedCredential, Grant, RoleAssignment};
+use crate::arm::{FederatedCredential, RoleAssignment};
 use crate::ids::{parse_operation, ResourceId};
+use crate::plane::AzureSpec;
 use crate::roles::Assignments;
+use crate::rungs::{delete_federated_credential, delete_role_assignment, narrow_role_assignment};
 use crate::PLANE;
 
-/// Namespace of the UUID v5 names of narrowed role assignments (ARM wants GUID names).
-const NARROW_NAMESPACE: Uuid = Uuid::from_u128(0x6f1d_2c4e_8a3b_4e5f_9c7d_1b2a_3c4d_5e6f);
-
+/// Azure RBAC changes propagate slowly; every role assignment candidate says so.
 const PROPAGATION: &str = "Azure RBAC changes reach every service within up to 10 minutes: \
      verification polls ARM until azure.verifyDeadline, and the data plane may allow the breach \
      a little longer";
 
 /// The breached operation on the breached resource.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Breach {
     pub action: String,
     pub resource: ResourceId,
@@ -39,57 +35,14 @@ impl Breach {
 
 /// The agent's user-assigned managed identity, resolved through ARM.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Principal {
     pub identity: ResourceId,
     pub principal_id: String,
     pub client_id: String,
 }
 
-/// What an Azure action does, journaled inside the intent: everything needed to apply, verify
-/// and undo it, pre-images included.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "camelCase")]
-pub enum ActionSpec {
-    /// Delete `assignment`; revert re-PUTs it under the same name.
-    #[serde(rename_all = "camelCase")]
-    DeleteAssignment {
-        assignment: RoleAssignment,
-        role_name: String,
-        principal: Principal,
-        breach: Breach,
-    },
-    /// Create `narrow`, then delete `original`; revert re-PUTs `original`, then deletes `narrow`.
-    #[serde(rename_all = "camelCase")]
-    NarrowAssignment {
-        original: RoleAssignment,
-        narrow: Vec<RoleAssignment>,
-        role_name: String,
-        principal: Principal,
-        breach: Breach,
-    },
-    /// Delete `credential`; revert PUTs it back.
-    #[serde(rename_all = "camelCase")]
-    DeleteFederatedCredential {
-        credential: FederatedCredential,
-        principal: Principal,
-    },
-}
-
-impl ActionSpec {
-    pub fn from_candidate(c: &Candidate) -> Result<ActionSpec, SurfaceError> {
-        serde_json::from_value(c.spec.clone()).map_err(|e| SurfaceError::Invalid {
-            plane: PLANE,
-            detail: format!("action spec of {} is not an Azure spec: {e}", c.kind),
-        })
-    }
-
-    fn to_value(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
-    }
-}
-
-/// Everything the ladder needs, read by [`crate::AzureRbac::observe`].
+/// Everything the ladder needs, read by [`crate::AzureRbac`]'s `observe`.
 #[derive(Debug, Clone)]
 pub struct AzureState {
     pub principal: Principal,
@@ -104,8 +57,13 @@ pub struct AzureState {
     pub issuer: Option<String>,
 }
 
-/// One permitted use of the envelope: `(label, operation, resource)`.
-type Use = (String, String, ResourceId);
+/// One permitted use of the envelope.
+#[derive(Debug, Clone)]
+pub struct Use {
+    pub label: String,
+    pub operation: String,
+    pub resource: ResourceId,
+}
 
 /// The envelope's permitted Azure uses, parsed; unparseable resources are reported as such.
 fn envelope_uses(input: &PlanInput<'_>) -> (Vec<Use>, Vec<String>) {
@@ -118,58 +76,33 @@ fn envelope_uses(input: &PlanInput<'_>) -> (Vec<Use>, Vec<String>) {
         }
         let label = format!("{} on {}", use_.action, use_.resource);
         match ResourceId::parse(&use_.resource) {
-            Ok(resource) => parsed.push((label, use_.action.clone(), resource)),
+            Ok(resource) => parsed.push(Use {
+                label,
+                operation: use_.action.clone(),
+                resource,
+            }),
             Err(e) => undetermined.push(format!("{label} ({e})")),
         }
     }
     (parsed, undetermined)
 }
 
-/// The deterministic name of the assignment narrowing `original` to `scope` for `incident`:
-/// re-applying after a crash finds the same names.
-pub fn narrow_name(incident: &str, original: &RoleAssignment, scope: &ResourceId) -> String {
-    let key = format!(
-        "{incident}\n{}\n{}",
-        original.id.to_ascii_lowercase(),
-        scope.as_str().to_ascii_lowercase()
-    );
-    Uuid::new_v5(&NARROW_NAMESPACE, key.as_bytes()).to_string()
-}
-
-/// Whether the credential is the agent's link: its subject, and the configured issuer.
-pub fn links_agent(credential: &FederatedCredential, subject: &str, issuer: Option<&str>) -> bool {
-    credential.properties.subject == subject
-        && issuer.is_none_or(|i| {
-            credential.properties.issuer.trim_end_matches('/') == i.trim_end_matches('/')
-        })
-}
-
-fn describe(a: &RoleAssignment, role: &str) -> String {
+/// `ROLE at SCOPE`, for plans and outcomes.
+pub fn describe(a: &RoleAssignment, role: &str) -> String {
     format!("{role} at {}", a.properties.scope)
 }
 
 impl AzureState {
-    fn role_name(&self, a: &RoleAssignment) -> String {
+    /// The assignment's role name, or its definition id when the role was not found.
+    pub fn role_name(&self, a: &RoleAssignment) -> String {
         self.rbac
             .definition(a)
             .map(|d| d.role_name().to_string())
             .unwrap_or_else(|| a.properties.grant.role_definition_id.clone())
     }
 
-    /// In-envelope uses allowed today and not in `after`.
-    fn blast(&self, uses: &[Use], undetermined: &[String], after: &Assignments) -> BlastRadius {
-        let mut radius = BlastRadius::of(
-            uses.iter()
-                .filter(|(_, op, res)| self.rbac.allows(op, res) && !after.allows(op, res))
-                .map(|(label, _, _)| label.clone())
-                .collect(),
-        );
-        radius.undetermined = undetermined.to_vec();
-        radius
-    }
-
     /// Why the breach stays allowed in `after`, if it does.
-    fn still_granted(&self, after: &Assignments) -> Option<String> {
+    pub fn still_granted(&self, after: &Assignments) -> Option<String> {
         let other = *after
             .granting(&self.breach.action, &self.breach.resource)
             .first()?;
@@ -180,7 +113,8 @@ impl AzureState {
         ))
     }
 
-    fn notes(&self, a: &RoleAssignment) -> Vec<String> {
+    /// What every candidate acting on `a` must say.
+    pub fn notes(&self, a: &RoleAssignment) -> Vec<String> {
         let mut notes = vec![PROPAGATION.to_string()];
         if let Some(condition) = &a.properties.grant.condition {
             notes.push(format!(
@@ -195,194 +129,44 @@ impl AzureState {
         }
         notes
     }
+}
 
-    fn delete_candidate(
-        &self,
-        a: &RoleAssignment,
-        uses: &[Use],
-        undetermined: &[String],
-    ) -> Candidate {
-        let role = self.role_name(a);
-        let after = self.rbac.replaced(a, &[]);
-        let still = self.still_granted(&after);
-        let spec = ActionSpec::DeleteAssignment {
-            assignment: a.clone(),
-            role_name: role.clone(),
-            principal: self.principal.clone(),
-            breach: self.breach.clone(),
-        };
-        Candidate {
-            kind: ActionKind::AzureDeleteRoleAssignment,
-            target: a.id.clone(),
-            granularity: format!(
-                "one role assignment: {} loses {}",
-                self.principal.identity,
-                describe(a, &role)
-            ),
-            blast_radius: self.blast(uses, undetermined, &after),
-            blocks: still.is_none(),
-            inverse: format!(
-                "re-create role assignment {} ({}) under the same name from its snapshot",
-                a.name,
-                describe(a, &role)
-            ),
-            verify: format!(
-                "ARM answers 404 for {} and no longer lists it for principal {}",
-                a.id, self.principal.principal_id
-            ),
-            enforcement: Enforcement::Durable,
-            rejected: still.clone(),
-            notes: self.notes(a),
-            spec: spec.to_value(),
-        }
-    }
+/// What every rung proposes from.
+pub struct Ladder<'a> {
+    pub state: &'a AzureState,
+    pub incident: &'a IncidentId,
+    /// The assignments granting the breach, narrowest scope first.
+    pub granting: Vec<&'a RoleAssignment>,
+    pub uses: Vec<Use>,
+    undetermined: Vec<String>,
+}
 
-    /// The same role at the narrowest scopes covering the envelope's uses it grants today, none
-    /// covering the breached resource; `None` when the assignment is at the resource itself.
-    fn narrow_candidate(
-        &self,
-        incident: &str,
-        a: &RoleAssignment,
-        uses: &[Use],
-        undetermined: &[String],
-    ) -> Option<Candidate> {
-        let scope = a.scope()?;
-        if !scope.covers(&self.breach.resource) || scope.same(&self.breach.resource) {
-            return None;
-        }
-        let definition = self.rbac.definition(a)?;
-        let mut scopes: Vec<ResourceId> = Vec::new();
-        for (_, op, resource) in uses {
-            let data = self.rbac.is_data_action(op);
-            if !scope.covers(resource) || !definition.grants(op, data) {
-                continue;
-            }
-            if let Some(narrow) = ResourceId::narrowest_excluding(resource, &self.breach.resource) {
-                if !scopes.iter().any(|s| s.same(&narrow)) {
-                    scopes.push(narrow);
-                }
-            }
-        }
-        // A scope inside another one adds nothing.
-        let kept: Vec<ResourceId> = scopes
-            .iter()
-            .filter(|s| !scopes.iter().any(|o| !o.same(s) && o.covers(s)))
-            .cloned()
-            .collect();
-        if kept.is_empty() {
-            return None;
-        }
-        let role = definition.role_name().to_string();
-        let narrow: Vec<RoleAssignment> = kept
-            .iter()
-            .map(|s| {
-                let grant = Grant {
-                    description: Some(format!(
-                        "Firebreak incident {incident}: {role} narrowed from role assignment {} at {}",
-                        a.name, a.properties.scope
-                    )),
-                    ..a.properties.grant.clone()
-                };
-                RoleAssignment::at(s, &narrow_name(incident, a, s), grant)
-            })
-            .collect();
-        let after = self.rbac.replaced(a, &narrow);
-        let still = self.still_granted(&after);
-        let scopes_text: Vec<&str> = kept.iter().map(ResourceId::as_str).collect();
-        let spec = ActionSpec::NarrowAssignment {
-            original: a.clone(),
-            narrow: narrow.clone(),
-            role_name: role.clone(),
-            principal: self.principal.clone(),
-            breach: self.breach.clone(),
-        };
-        Some(Candidate {
-            kind: ActionKind::AzureNarrowRoleAssignment,
-            target: a.id.clone(),
-            granularity: format!(
-                "{} keeps {role} only at {}, no longer at {}",
-                self.principal.identity,
-                scopes_text.join(", "),
-                a.properties.scope
-            ),
-            blast_radius: self.blast(uses, undetermined, &after),
-            blocks: still.is_none(),
-            inverse: format!(
-                "re-create role assignment {} at {} from its snapshot, then delete the {} narrowed one(s)",
-                a.name,
-                a.properties.scope,
-                narrow.len()
-            ),
-            verify: format!(
-                "ARM answers 404 for {} and returns each narrowed assignment",
-                a.id
-            ),
-            enforcement: Enforcement::Durable,
-            rejected: still,
-            notes: self.notes(a),
-            spec: spec.to_value(),
-        })
-    }
-
-    fn federated_candidate(&self, credential: &FederatedCredential, uses: &[Use]) -> Candidate {
-        let lost: Vec<String> = uses
-            .iter()
-            .filter(|(_, op, res)| self.rbac.allows(op, res))
-            .map(|(label, _, _)| label.clone())
-            .collect();
-        let mut notes = vec![
-            "cuts the link only: access tokens issued before it stay valid for up to 24 hours"
-                .to_string(),
-            format!(
-                "every ServiceAccount federated through {} under this subject loses the identity",
-                credential.name
-            ),
-        ];
-        if self.issuer.is_none() {
-            notes.push(
-                "azure.aksOidcIssuer is not set: the credential was matched on its subject alone"
-                    .into(),
-            );
-        }
-        let spec = ActionSpec::DeleteFederatedCredential {
-            credential: credential.clone(),
-            principal: self.principal.clone(),
-        };
-        Candidate {
-            kind: ActionKind::AzureDeleteFederatedCredential,
-            target: credential.id.clone(),
-            granularity: format!(
-                "the agent's whole identity: {} can no longer obtain tokens for {} (client id {})",
-                self.subject, self.principal.identity, self.principal.client_id
-            ),
-            blast_radius: BlastRadius::of(lost),
-            blocks: true,
-            inverse: format!(
-                "re-create federated identity credential {} from its snapshot",
-                credential.name
-            ),
-            verify: format!("ARM answers 404 for {}", credential.id),
-            enforcement: Enforcement::Durable,
-            rejected: None,
-            notes,
-            spec: spec.to_value(),
-        }
+impl Ladder<'_> {
+    /// In-envelope uses allowed today and not in `after`.
+    pub fn blast(&self, after: &Assignments) -> BlastRadius {
+        let rbac = &self.state.rbac;
+        let mut radius = BlastRadius::of(
+            self.uses
+                .iter()
+                .filter(|u| {
+                    rbac.allows(&u.operation, &u.resource)
+                        && !after.allows(&u.operation, &u.resource)
+                })
+                .map(|u| u.label.clone())
+                .collect(),
+        );
+        radius.undetermined = self.undetermined.clone();
+        radius
     }
 }
 
-impl Observation for AzureState {
-    fn candidates(&self, input: &PlanInput<'_>) -> Result<Vec<Candidate>, SurfaceError> {
-        let Parameter::Identity { .. } = &input.alert.parameter else {
-            return Err(SurfaceError::Unsupported {
-                plane: PLANE,
-                detail: format!("dimension {} is not identity", input.alert.dimension),
-            });
-        };
+impl Observation<AzureSpec> for AzureState {
+    fn candidates(&self, input: &PlanInput<'_>) -> Result<Vec<Proposal<AzureSpec>>, PlaneError> {
         let mut granting = self
             .rbac
             .granting(&self.breach.action, &self.breach.resource);
         if granting.is_empty() {
-            return Err(SurfaceError::Unsupported {
+            return Err(PlaneError::Unsupported {
                 plane: PLANE,
                 detail: format!(
                     "no role assignment of {} (principal {}) grants {}: nothing to cut on the permission side \
@@ -396,21 +180,16 @@ impl Observation for AzureState {
         // Narrowest scope first.
         granting.sort_by_key(|a| std::cmp::Reverse(a.scope().map_or(0, |s| s.depth())));
         let (uses, undetermined) = envelope_uses(input);
-        let mut candidates: Vec<Candidate> = granting
-            .iter()
-            .map(|a| self.delete_candidate(a, &uses, &undetermined))
-            .collect();
-        candidates.extend(
-            granting
-                .iter()
-                .filter_map(|a| self.narrow_candidate(input.incident, a, &uses, &undetermined)),
-        );
-        candidates.extend(
-            self.federated
-                .iter()
-                .filter(|c| links_agent(c, &self.subject, self.issuer.as_deref()))
-                .map(|c| self.federated_candidate(c, &uses)),
-        );
+        let ladder = Ladder {
+            state: self,
+            incident: input.incident,
+            granting,
+            uses,
+            undetermined,
+        };
+        let mut candidates = delete_role_assignment::propose(&ladder);
+        candidates.extend(narrow_role_assignment::propose(&ladder));
+        candidates.extend(delete_federated_credential::propose(&ladder));
         Ok(candidates)
     }
 }
@@ -421,10 +200,18 @@ mod tests {
 
     use firebreak_containment::alert::Alert;
     use firebreak_containment::envelope::Envelope;
+    use firebreak_containment::ids::PlanId;
+    use firebreak_containment::plane::Plane;
+    use uuid::Uuid;
 
     use super::*;
-    use crate::arm::Federation;
+    use crate::arm::{Federation, Grant};
     use crate::roles::{Permission, RoleDefinition, RoleDefinitionProperties};
+    use crate::rungs::narrow_role_assignment::narrow_name;
+    use crate::rungs::{
+        DELETE_FEDERATED_CREDENTIAL, DELETE_ROLE_ASSIGNMENT, NARROW_ROLE_ASSIGNMENT,
+    };
+    use crate::AzureRbac;
 
     const SUB: &str = "/subscriptions/s1";
     const ACCOUNT: &str =
@@ -437,9 +224,13 @@ mod tests {
         format!("{ACCOUNT}/blobServices/default/containers/{name}")
     }
 
+    fn id(text: &str) -> ResourceId {
+        ResourceId::parse(text).expect("resource id")
+    }
+
     fn assignment(name: &str, scope: &str, role: &str) -> RoleAssignment {
         RoleAssignment::at(
-            &ResourceId::parse(scope).unwrap(),
+            &id(scope),
             name,
             Grant {
                 role_definition_id: role.into(),
@@ -467,10 +258,9 @@ mod tests {
     }
 
     fn state(assignments: Vec<RoleAssignment>) -> AzureState {
-        let identity = ResourceId::parse(
+        let identity = id(
             "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/agent",
-        )
-        .unwrap();
+        );
         AzureState {
             principal: Principal {
                 identity: identity.clone(),
@@ -479,8 +269,7 @@ mod tests {
             },
             breach: Breach {
                 action: BLOB_READ.into(),
-                resource: ResourceId::parse(&format!("{}/blobs/q3.csv", container("payouts")))
-                    .unwrap(),
+                resource: id(&format!("{}/blobs/q3.csv", container("payouts"))),
             },
             rbac: Assignments {
                 assignments,
@@ -530,7 +319,7 @@ mod tests {
             "parameter": {"action": BLOB_READ, "resource": format!("{}/blobs/q3.csv", container("payouts"))},
             "tier": "attack-attempt", "severity": "critical", "evidence": {}
         });
-        Alert::from_json(body.to_string().as_bytes()).unwrap()
+        Alert::from_json(body.to_string().as_bytes()).expect("alert")
     }
 
     fn envelope() -> Envelope {
@@ -552,18 +341,26 @@ spec:
             container("invoices"),
             container("receipts"),
         ))
-        .unwrap()
+        .expect("envelope")
     }
 
-    fn plan(state: &AzureState) -> Vec<Candidate> {
+    fn try_plan(state: &AzureState) -> Result<Vec<Proposal<AzureSpec>>, PlaneError> {
         let (alert, envelope) = (alert(), envelope());
-        state
-            .candidates(&PlanInput {
-                incident: "inc-1",
-                alert: &alert,
-                envelope: &envelope,
-            })
-            .unwrap()
+        let incident = IncidentId::from("inc-1");
+        state.candidates(&PlanInput {
+            incident: &incident,
+            plan: &PlanId::nth(&incident, 1),
+            alert: &alert,
+            envelope: &envelope,
+        })
+    }
+
+    fn plan(state: &AzureState) -> Vec<Proposal<AzureSpec>> {
+        try_plan(state).expect("candidates")
+    }
+
+    fn kind(c: &Proposal<AzureSpec>) -> &'static str {
+        AzureRbac::kind_of(&c.spec).name
     }
 
     #[test]
@@ -573,13 +370,13 @@ spec:
             assignment("acct-reader", ACCOUNT, READER),
         ]);
         let candidates = plan(&state);
-        let kinds: Vec<_> = candidates.iter().map(|c| c.kind).collect();
+        let kinds: Vec<_> = candidates.iter().map(kind).collect();
         assert_eq!(
             kinds,
             vec![
-                ActionKind::AzureDeleteRoleAssignment,
-                ActionKind::AzureNarrowRoleAssignment,
-                ActionKind::AzureDeleteFederatedCredential
+                DELETE_ROLE_ASSIGNMENT.name,
+                NARROW_ROLE_ASSIGNMENT.name,
+                DELETE_FEDERATED_CREDENTIAL.name
             ]
         );
         // Contributor has no dataActions: only the account-level reader grants the blob read.
@@ -591,26 +388,24 @@ spec:
         let narrow = &candidates[1];
         assert!(narrow.blocks, "{narrow:?}");
         assert_eq!(narrow.blast_radius.broken, 0, "{:?}", narrow.blast_radius);
-        let ActionSpec::NarrowAssignment {
-            narrow: created, ..
-        } = ActionSpec::from_candidate(narrow).unwrap()
-        else {
-            panic!("narrow spec");
+        let AzureSpec::NarrowRoleAssignment(spec) = &narrow.spec else {
+            panic!("narrow spec: {:?}", narrow.spec);
         };
-        let scopes: Vec<&str> = created
+        let scopes: Vec<&str> = spec
+            .narrow
             .iter()
             .map(|a| a.properties.scope.as_str())
             .collect();
         assert_eq!(scopes, vec![container("invoices"), container("receipts")]);
         assert_eq!(
-            created[0].name,
+            spec.narrow[0].name,
             narrow_name(
                 "inc-1",
                 &state.rbac.assignments[1],
-                &ResourceId::parse(&container("invoices")).unwrap()
+                &id(&container("invoices"))
             )
         );
-        assert!(Uuid::parse_str(&created[0].name).is_ok());
+        assert!(Uuid::parse_str(&spec.narrow[0].name).is_ok());
 
         let federated = &candidates[2];
         assert_eq!(federated.blast_radius.broken, 3);
@@ -624,9 +419,9 @@ spec:
             assignment("payouts-reader", &container("payouts"), READER),
         ]);
         let candidates = plan(&state);
-        let deletes: Vec<&Candidate> = candidates
+        let deletes: Vec<&Proposal<AzureSpec>> = candidates
             .iter()
-            .filter(|c| c.kind == ActionKind::AzureDeleteRoleAssignment)
+            .filter(|c| kind(c) == DELETE_ROLE_ASSIGNMENT.name)
             .collect();
         assert!(
             deletes[0].target.contains("/containers/payouts/"),
@@ -634,11 +429,9 @@ spec:
         );
         for d in &deletes {
             assert!(!d.blocks);
+            let rejected = d.rejected.as_deref().unwrap_or_default();
             assert!(
-                d.rejected
-                    .as_deref()
-                    .unwrap()
-                    .contains("stays allowed through role assignment"),
+                rejected.contains("stays allowed through role assignment"),
                 "{d:?}"
             );
         }
@@ -646,7 +439,7 @@ spec:
         assert_eq!(
             candidates
                 .iter()
-                .filter(|c| c.kind == ActionKind::AzureNarrowRoleAssignment)
+                .filter(|c| kind(c) == NARROW_ROLE_ASSIGNMENT.name)
                 .count(),
             1
         );
@@ -655,25 +448,44 @@ spec:
     #[test]
     fn no_granting_assignment_is_unsupported_and_foreign_links_are_ignored() {
         let mut state = state(vec![assignment("sub-contrib", SUB, CONTRIBUTOR)]);
-        let (alert, envelope) = (alert(), envelope());
-        let input = PlanInput {
-            incident: "i",
-            alert: &alert,
-            envelope: &envelope,
-        };
-        let err = state.candidates(&input).unwrap_err().to_string();
-        assert!(err.contains("no role assignment"), "{err}");
+        let err = try_plan(&state).expect_err("nothing grants the breach");
+        assert!(matches!(err, PlaneError::Unsupported { .. }), "{err}");
+        assert!(err.to_string().contains("no role assignment"), "{err}");
 
         state.rbac.assignments = vec![assignment("acct-reader", ACCOUNT, READER)];
         state.federated[0].properties.issuer = "https://other-cluster/".into();
         assert!(plan(&state)
             .iter()
-            .all(|c| c.kind != ActionKind::AzureDeleteFederatedCredential));
+            .all(|c| kind(c) != DELETE_FEDERATED_CREDENTIAL.name));
         state.issuer = None;
         let fc = plan(&state)
             .into_iter()
-            .find(|c| c.kind == ActionKind::AzureDeleteFederatedCredential)
-            .unwrap();
+            .find(|c| kind(c) == DELETE_FEDERATED_CREDENTIAL.name)
+            .expect("matched on its subject");
         assert!(fc.notes.iter().any(|n| n.contains("subject alone")));
+    }
+
+    #[test]
+    fn specs_journal_under_their_rung_and_decode_back() {
+        let state = state(vec![
+            assignment("sub-contrib", SUB, CONTRIBUTOR),
+            assignment("acct-reader", ACCOUNT, READER),
+        ]);
+        for c in plan(&state) {
+            let journaled = serde_json::to_value(&c.spec).expect("encodes");
+            assert_eq!(
+                journaled["rung"].as_str().map(|r| format!("azure.{r}")),
+                Some(kind(&c).to_string())
+            );
+            let back: AzureSpec = serde_json::from_value(journaled.clone()).expect("decodes");
+            assert_eq!(back, c.spec);
+            let mut extra = journaled;
+            extra["surprise"] = serde_json::json!(1);
+            let err = serde_json::from_value::<AzureSpec>(extra).expect_err("unknown field");
+            assert!(
+                err.to_string().contains("unknown field `surprise`"),
+                "{err}"
+            );
+        }
     }
 }

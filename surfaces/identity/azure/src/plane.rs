@@ -1,12 +1,7 @@
 //! The Azure control plane: resolves the agent's managed identity, reads its role assignments,
-//! their role definitions and its federated credentials; deletes, narrows and restores role
-//! assignments; cuts and restores the federated credential.
-//!
-//! Role assignments have no etag. Before each delete the assignment is read and compared with
-//! the plan's snapshot (a different grant under the name is a `Conflict`); the delete's status
-//! says whether it changed anything (200) or found it gone (204). Restores PUT the snapshot
-//! under the same name: 201 created, 200 already identical; a 409 means the name or the same
-//! grant exists already, which is then read to decide between done and `Conflict`.
+//! their role definitions and its federated credentials, proposes the `azure` ladder, and
+//! carries out each rung (`rungs/`). Every ARM call is one attempt (see [`crate::arm`]); role
+//! assignment writes are guarded by the plan's snapshot (see [`crate::guarded`]).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -19,21 +14,32 @@ use azure_identity::{
     ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
     WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
 };
-use firebreak_containment::action::Surface;
-use firebreak_containment::alert::{Dimension, Parameter};
-use firebreak_containment::plan::Candidate;
-use firebreak_containment::surface::{
-    ControlPlane, Observation, Op, PlanInput, Step, SurfaceError,
+use firebreak_containment::alert::Parameter;
+use firebreak_containment::plane::{
+    Change, Check, Cloud, KindSpec, Observation, Outcome, PlanInput, Plane, PlaneError, Route,
+    Verification,
 };
+use serde::{Deserialize, Serialize};
 
-use crate::arm::{Arm, ArmError, Delete, FederatedCredential, Put, RoleAssignment};
+use crate::arm::Arm;
 use crate::config::{AzureConfig, CredentialKind};
 use crate::ids::{parse_identity, parse_operation, ResourceId};
-use crate::ladder::{ActionSpec, AzureState, Breach, Principal};
+use crate::ladder::{AzureState, Breach, Principal};
 use crate::roles::Assignments;
+use crate::rungs::{
+    delete_federated_credential, delete_role_assignment, narrow_role_assignment,
+    DELETE_FEDERATED_CREDENTIAL, DELETE_ROLE_ASSIGNMENT, NARROW_ROLE_ASSIGNMENT,
+};
 use crate::{AzureError, PLANE};
 
-pub use crate::arm::{ATTEMPTS, BACKOFF};
+/// What an Azure action does, journaled with its intent: one rung's spec, pre-images included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "rung", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AzureSpec {
+    DeleteRoleAssignment(delete_role_assignment::Spec),
+    NarrowRoleAssignment(narrow_role_assignment::Spec),
+    DeleteFederatedCredential(delete_federated_credential::Spec),
+}
 
 /// Set by the AKS workload identity webhook in pods that use it.
 const FEDERATED_TOKEN_FILE: &str = "AZURE_FEDERATED_TOKEN_FILE";
@@ -74,7 +80,7 @@ impl AzureRbac {
     }
 
     /// The one user-assigned managed identity the envelope names.
-    fn identity(input: &PlanInput<'_>) -> Result<ResourceId, SurfaceError> {
+    fn identity(input: &PlanInput<'_>) -> Result<ResourceId, PlaneError> {
         let principals = &input.envelope.spec.identity.principals;
         let identities: Vec<ResourceId> = principals
             .iter()
@@ -82,14 +88,14 @@ impl AzureRbac {
             .collect();
         match identities.as_slice() {
             [one] => Ok(one.clone()),
-            [] => Err(SurfaceError::Invalid {
+            [] => Err(PlaneError::Invalid {
                 plane: PLANE,
                 detail: format!(
                     "the envelope's spec.identity.principals {principals:?} names no user-assigned managed identity; \
                      add its id (/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.ManagedIdentity/userAssignedIdentities/NAME)"
                 ),
             }),
-            many => Err(SurfaceError::Invalid {
+            many => Err(PlaneError::Invalid {
                 plane: PLANE,
                 detail: format!(
                     "the envelope's spec.identity.principals names {} managed identities; keep only the one the agent's \
@@ -102,18 +108,14 @@ impl AzureRbac {
 
     /// Reads the identity, its role assignments in every subscription the breach and the
     /// envelope touch, their role definitions and its federated credentials. Nothing is written.
-    pub async fn observe_state(
-        &self,
-        input: &PlanInput<'_>,
-        breach: Breach,
-    ) -> Result<AzureState, SurfaceError> {
+    async fn state(&self, input: &PlanInput<'_>, breach: Breach) -> Result<AzureState, PlaneError> {
         let identity = Self::identity(input)?;
         let found = self
             .arm
             .identity(&identity)
             .await
-            .map_err(surface_error)?
-            .ok_or_else(|| SurfaceError::Invalid {
+            ?
+            .ok_or_else(|| PlaneError::Invalid {
                 plane: PLANE,
                 detail: format!(
                     "managed identity {identity} does not exist (ARM answered 404); fix the envelope's spec.identity.principals"
@@ -125,7 +127,7 @@ impl AzureRbac {
             client_id: found.properties.client_id,
         };
         let Some(breach_subscription) = breach.resource.subscription() else {
-            return Err(SurfaceError::Invalid {
+            return Err(PlaneError::Invalid {
                 plane: PLANE,
                 detail: format!(
                     "parameter.resource {} is not inside a subscription (/subscriptions/SUB/…)",
@@ -144,7 +146,7 @@ impl AzureRbac {
         for subscription in &subscriptions {
             let scope =
                 ResourceId::parse(&format!("/subscriptions/{subscription}")).map_err(|e| {
-                    SurfaceError::Invalid {
+                    PlaneError::Invalid {
                         plane: PLANE,
                         detail: e.to_string(),
                     }
@@ -153,8 +155,7 @@ impl AzureRbac {
             for a in self
                 .arm
                 .role_assignments(&scope, &principal.principal_id)
-                .await
-                .map_err(surface_error)?
+                .await?
             {
                 if !rbac
                     .assignments
@@ -172,21 +173,12 @@ impl AzureRbac {
             .collect();
         for role in roles {
             // A role deleted since it was assigned grants nothing.
-            if let Some(definition) = self
-                .arm
-                .role_definition(&role)
-                .await
-                .map_err(surface_error)?
-            {
+            if let Some(definition) = self.arm.role_definition(&role).await? {
                 rbac.definitions
                     .insert(role.to_ascii_lowercase(), definition);
             }
         }
-        let federated = self
-            .arm
-            .federated_credentials(&identity)
-            .await
-            .map_err(surface_error)?;
+        let federated = self.arm.federated_credentials(&identity).await?;
         let agent = &input.alert.agent;
         Ok(AzureState {
             principal,
@@ -200,340 +192,47 @@ impl AzureRbac {
             issuer: self.config.aks_oidc_issuer.clone(),
         })
     }
-
-    /// The assignment `a` stands for: its own name with the same grant, or (when ARM refused a
-    /// second assignment of the same grant) an equivalent one at the same scope.
-    async fn granted_by(&self, a: &RoleAssignment) -> Result<Option<String>, SurfaceError> {
-        if let Some(current) = self
-            .arm
-            .role_assignment(&a.id)
-            .await
-            .map_err(surface_error)?
-        {
-            if current.properties.grant.same_as(&a.properties.grant) {
-                return Ok(Some(current.name));
-            }
-            return Err(SurfaceError::Conflict {
-                plane: PLANE,
-                detail: format!(
-                    "role assignment {} now grants {} to {}, not the snapshot's {} to {}",
-                    a.name,
-                    current.properties.grant.role_definition_id,
-                    current.properties.grant.principal_id,
-                    a.properties.grant.role_definition_id,
-                    a.properties.grant.principal_id
-                ),
-            });
-        }
-        let Some(scope) = a.scope() else {
-            return Ok(None);
-        };
-        let grant = &a.properties.grant;
-        Ok(self
-            .arm
-            .role_assignments(&scope, &grant.principal_id)
-            .await
-            .map_err(surface_error)?
-            .into_iter()
-            .find(|b| {
-                b.properties.scope.eq_ignore_ascii_case(&a.properties.scope)
-                    && b.properties
-                        .grant
-                        .role_definition_id
-                        .eq_ignore_ascii_case(&grant.role_definition_id)
-            })
-            .map(|b| b.name))
-    }
-
-    /// PUTs `a` from its snapshot; `true` when it created it.
-    async fn ensure_present(&self, a: &RoleAssignment) -> Result<bool, SurfaceError> {
-        match self.arm.put_role_assignment(a).await {
-            Ok(Put::Created) => Ok(true),
-            Ok(Put::Unchanged) => Ok(false),
-            // RoleAssignmentExists (the grant exists under another name) or
-            // RoleAssignmentUpdateNotPermitted (the name holds another grant).
-            Err(e) if e.status() == Some(409) => match self.granted_by(a).await? {
-                Some(_) => Ok(false),
-                None => Err(surface_error(e)),
-            },
-            Err(e) => Err(surface_error(e)),
-        }
-    }
-
-    /// Deletes `a` unless its name now holds another grant; `true` when it deleted it.
-    async fn ensure_deleted(&self, a: &RoleAssignment) -> Result<bool, SurfaceError> {
-        if let Some(current) = self
-            .arm
-            .role_assignment(&a.id)
-            .await
-            .map_err(surface_error)?
-        {
-            if !current.properties.grant.same_as(&a.properties.grant) {
-                return Err(SurfaceError::Conflict {
-                    plane: PLANE,
-                    detail: format!(
-                        "role assignment {} changed since the plan (role {}, principal {})",
-                        a.id,
-                        current.properties.grant.role_definition_id,
-                        current.properties.grant.principal_id
-                    ),
-                });
-            }
-        }
-        Ok(self
-            .arm
-            .delete_role_assignment(&a.id)
-            .await
-            .map_err(surface_error)?
-            == Delete::Deleted)
-    }
-
-    /// Whether ARM no longer returns `a`, neither by name nor in the principal's list.
-    async fn absent(&self, a: &RoleAssignment) -> Result<Option<String>, SurfaceError> {
-        if self
-            .arm
-            .role_assignment(&a.id)
-            .await
-            .map_err(surface_error)?
-            .is_some()
-        {
-            return Ok(Some(format!("ARM still returns role assignment {}", a.id)));
-        }
-        let Some(scope) = a.scope() else {
-            return Ok(None);
-        };
-        let listed = self
-            .arm
-            .role_assignments(&scope, &a.properties.grant.principal_id)
-            .await
-            .map_err(surface_error)?
-            .iter()
-            .any(|b| b.id.eq_ignore_ascii_case(&a.id));
-        Ok(listed.then(|| format!("ARM still lists role assignment {} at {scope}", a.name)))
-    }
-
-    async fn delete_assignment(
-        &self,
-        op: Op,
-        a: &RoleAssignment,
-        role: &str,
-        breach: &Breach,
-    ) -> Result<Step, SurfaceError> {
-        let what = format!(
-            "role assignment {} ({role} at {})",
-            a.name, a.properties.scope
-        );
-        Ok(match op {
-            Op::Apply => {
-                if self.ensure_deleted(a).await? {
-                    Step::changed(format!("deleted {what}"))
-                } else {
-                    Step::unchanged(format!("{what} is already gone"))
-                }
-            }
-            Op::Verify => match self.absent(a).await? {
-                None => Step::ok(format!(
-                    "{what} is gone: {} is no longer granted through it",
-                    breach.describe()
-                )),
-                Some(still) => Step::failed(format!("{still} (propagating)")),
-            },
-            Op::Revert => {
-                if self.ensure_present(a).await? {
-                    Step::changed(format!("re-created {what} from its snapshot"))
-                } else {
-                    Step::unchanged(format!("{what} exists already"))
-                }
-            }
-            Op::VerifyReverted => match self.granted_by(a).await? {
-                Some(name) => Step::ok(format!(
-                    "{role} at {} is granted again by {name}",
-                    a.properties.scope
-                )),
-                None => Step::failed(format!("ARM does not return {what} yet")),
-            },
-        })
-    }
-
-    async fn narrow_assignment(
-        &self,
-        op: Op,
-        original: &RoleAssignment,
-        narrow: &[RoleAssignment],
-        role: &str,
-    ) -> Result<Step, SurfaceError> {
-        let scopes: Vec<&str> = narrow.iter().map(|a| a.properties.scope.as_str()).collect();
-        let what = format!(
-            "{role} at {} narrowed to {}",
-            original.properties.scope,
-            scopes.join(", ")
-        );
-        Ok(match op {
-            // Narrow assignments first, so the envelope's uses never lose their grant.
-            Op::Apply => {
-                let mut changed = false;
-                for a in narrow {
-                    changed |= self.ensure_present(a).await?;
-                }
-                changed |= self.ensure_deleted(original).await?;
-                if changed {
-                    Step::changed(what)
-                } else {
-                    Step::unchanged(format!("{what}: already in place"))
-                }
-            }
-            Op::Verify => {
-                if let Some(still) = self.absent(original).await? {
-                    return Ok(Step::failed(format!("{still} (propagating)")));
-                }
-                for a in narrow {
-                    if self.granted_by(a).await?.is_none() {
-                        return Ok(Step::failed(format!(
-                            "ARM does not return narrowed role assignment {} at {} yet",
-                            a.name, a.properties.scope
-                        )));
-                    }
-                }
-                Step::ok(what)
-            }
-            // The original first, for the same reason.
-            Op::Revert => {
-                let mut changed = self.ensure_present(original).await?;
-                for a in narrow {
-                    changed |= self
-                        .arm
-                        .delete_role_assignment(&a.id)
-                        .await
-                        .map_err(surface_error)?
-                        == Delete::Deleted;
-                }
-                let detail = format!(
-                    "{role} at {} restored; {} narrowed assignment(s) removed",
-                    original.properties.scope,
-                    narrow.len()
-                );
-                if changed {
-                    Step::changed(detail)
-                } else {
-                    Step::unchanged(format!("{detail} already"))
-                }
-            }
-            Op::VerifyReverted => {
-                if self.granted_by(original).await?.is_none() {
-                    return Ok(Step::failed(format!(
-                        "ARM does not return role assignment {} yet",
-                        original.name
-                    )));
-                }
-                for a in narrow {
-                    if let Some(still) = self.absent(a).await? {
-                        return Ok(Step::failed(still));
-                    }
-                }
-                Step::ok(format!("{role} at {} is back", original.properties.scope))
-            }
-        })
-    }
-
-    async fn delete_federated(
-        &self,
-        op: Op,
-        c: &FederatedCredential,
-    ) -> Result<Step, SurfaceError> {
-        let what = format!(
-            "federated identity credential {} ({} from {})",
-            c.name, c.properties.subject, c.properties.issuer
-        );
-        let current = match op {
-            Op::Apply | Op::Revert => self
-                .arm
-                .federated_credential(&c.id)
-                .await
-                .map_err(surface_error)?,
-            Op::Verify | Op::VerifyReverted => None,
-        };
-        if let Some(current) = &current {
-            if current.properties != c.properties {
-                return Err(SurfaceError::Conflict {
-                    plane: PLANE,
-                    detail: format!(
-                        "federated identity credential {} changed since the plan (now subject {} from {})",
-                        c.name, current.properties.subject, current.properties.issuer
-                    ),
-                });
-            }
-        }
-        Ok(match op {
-            Op::Apply => match self
-                .arm
-                .delete_federated_credential(&c.id)
-                .await
-                .map_err(surface_error)?
-            {
-                Delete::Deleted => Step::changed(format!(
-                    "deleted {what}; tokens issued before stay valid for up to 24 hours"
-                )),
-                Delete::AlreadyGone => Step::unchanged(format!("{what} is already gone")),
-            },
-            Op::Revert => match self
-                .arm
-                .put_federated_credential(c)
-                .await
-                .map_err(surface_error)?
-            {
-                Put::Created => Step::changed(format!("re-created {what} from its snapshot")),
-                Put::Unchanged => Step::unchanged(format!("{what} exists already")),
-            },
-            Op::Verify => match self
-                .arm
-                .federated_credential(&c.id)
-                .await
-                .map_err(surface_error)?
-            {
-                None => Step::ok(format!("{what} is gone: no new tokens for the agent")),
-                Some(_) => Step::failed(format!("ARM still returns {what}")),
-            },
-            Op::VerifyReverted => match self
-                .arm
-                .federated_credential(&c.id)
-                .await
-                .map_err(surface_error)?
-            {
-                Some(current) if current.properties == c.properties => {
-                    Step::ok(format!("{what} is back"))
-                }
-                Some(_) => Step::failed(format!("{what} exists with other properties")),
-                None => Step::failed(format!("ARM does not return {what} yet")),
-            },
-        })
-    }
 }
 
 #[async_trait]
-impl ControlPlane for AzureRbac {
-    fn surface(&self) -> Surface {
-        Surface::Azure
+impl Plane for AzureRbac {
+    const KEY: &'static str = "azure";
+    const ROUTE: Route = Route::Identity(Cloud::Azure);
+    const KINDS: &'static [&'static KindSpec] = &[
+        &DELETE_ROLE_ASSIGNMENT,
+        &NARROW_ROLE_ASSIGNMENT,
+        &DELETE_FEDERATED_CREDENTIAL,
+    ];
+    type Spec = AzureSpec;
+
+    fn kind_of(spec: &AzureSpec) -> &'static KindSpec {
+        match spec {
+            AzureSpec::DeleteRoleAssignment(_) => &DELETE_ROLE_ASSIGNMENT,
+            AzureSpec::NarrowRoleAssignment(_) => &NARROW_ROLE_ASSIGNMENT,
+            AzureSpec::DeleteFederatedCredential(_) => &DELETE_FEDERATED_CREDENTIAL,
+        }
     }
 
-    /// An identity alert whose action is an Azure operation (`Microsoft.X/…`), about an agent
-    /// whose envelope names a user-assigned managed identity.
+    /// The envelope names exactly one user-assigned managed identity: the one this plane reads
+    /// the role assignments and federated credentials of.
     fn handles(&self, input: &PlanInput<'_>) -> bool {
-        let Parameter::Identity { action, .. } = &input.alert.parameter else {
-            return false;
-        };
-        input.alert.dimension == Dimension::Identity
-            && parse_operation(action).is_ok()
-            && Self::identity(input).is_ok()
+        Self::identity(input).is_ok()
     }
 
-    async fn observe(&self, input: &PlanInput<'_>) -> Result<Box<dyn Observation>, SurfaceError> {
+    async fn observe(
+        &self,
+        input: &PlanInput<'_>,
+    ) -> Result<Box<dyn Observation<AzureSpec>>, PlaneError> {
         let Parameter::Identity { action, resource } = &input.alert.parameter else {
-            return Err(SurfaceError::Unsupported {
+            return Err(PlaneError::Unsupported {
                 plane: PLANE,
-                detail: format!("dimension {} is not identity", input.alert.dimension),
+                detail: format!(
+                    "a {} alert is not an identity alert; only those are routed to Azure RBAC",
+                    input.alert.dimension()
+                ),
             });
         };
-        let invalid = |e: crate::ids::IdError, field: &str| SurfaceError::Invalid {
+        let invalid = |e: crate::ids::IdError, field: &str| PlaneError::Invalid {
             plane: PLANE,
             detail: format!("parameter.{field}: {e}"),
         };
@@ -543,32 +242,22 @@ impl ControlPlane for AzureRbac {
                 .to_string(),
             resource: ResourceId::parse(resource).map_err(|e| invalid(e, "resource"))?,
         };
-        Ok(Box::new(self.observe_state(input, breach).await?))
+        Ok(Box::new(self.state(input, breach).await?))
     }
 
-    async fn run(&self, action: &Candidate, op: Op) -> Result<Step, SurfaceError> {
-        match &ActionSpec::from_candidate(action)? {
-            ActionSpec::DeleteAssignment {
-                assignment,
-                role_name,
-                breach,
-                ..
-            } => {
-                self.delete_assignment(op, assignment, role_name, breach)
-                    .await
-            }
-            ActionSpec::NarrowAssignment {
-                original,
-                narrow,
-                role_name,
-                ..
-            } => {
-                self.narrow_assignment(op, original, narrow, role_name)
-                    .await
-            }
-            ActionSpec::DeleteFederatedCredential { credential, .. } => {
-                self.delete_federated(op, credential).await
-            }
+    async fn change(&self, spec: &AzureSpec, change: Change) -> Result<Outcome, PlaneError> {
+        match spec {
+            AzureSpec::DeleteRoleAssignment(s) => s.change(&self.arm, change).await,
+            AzureSpec::NarrowRoleAssignment(s) => s.change(&self.arm, change).await,
+            AzureSpec::DeleteFederatedCredential(s) => s.change(&self.arm, change).await,
+        }
+    }
+
+    async fn check(&self, spec: &AzureSpec, check: Check) -> Result<Verification, PlaneError> {
+        match spec {
+            AzureSpec::DeleteRoleAssignment(s) => s.check(&self.arm, check).await,
+            AzureSpec::NarrowRoleAssignment(s) => s.check(&self.arm, check).await,
+            AzureSpec::DeleteFederatedCredential(s) => s.check(&self.arm, check).await,
         }
     }
 
@@ -622,27 +311,6 @@ fn credential(config: &AzureConfig) -> Result<Arc<dyn TokenCredential>, AzureErr
             };
             Ok(ManagedIdentityCredential::new(Some(options)).map_err(failed("clientId"))?)
         }
-    }
-}
-
-fn surface_error(e: ArmError) -> SurfaceError {
-    let detail = e.to_string();
-    match e.status() {
-        Some(401 | 403) => SurfaceError::Refused {
-            plane: PLANE,
-            detail: format!(
-                "{detail}; grant Firebreak's identity Microsoft.Authorization/roleAssignments/read, write, delete and \
-                 roleDefinitions/read (e.g. Role Based Access Control Administrator), and \
-                 Microsoft.ManagedIdentity/userAssignedIdentities/read and federatedIdentityCredentials/read, write, \
-                 delete (Managed Identity Contributor)"
-            ),
-        },
-        Some(409) => SurfaceError::Conflict { plane: PLANE, detail },
-        _ if e.is_transient() || matches!(e, ArmError::Credential(_)) => {
-            SurfaceError::Unreachable { plane: PLANE, detail }
-        }
-        _ if matches!(e, ArmError::Decode { .. }) => SurfaceError::Invalid { plane: PLANE, detail },
-        _ => SurfaceError::Refused { plane: PLANE, detail },
     }
 }
 

@@ -2,20 +2,25 @@
 //!
 //! * [`names`]: principals (`serviceAccount:…`, `principal://…`), permissions
 //!   (`service.resource.verb`, also written `gcp:service.resource.verb`) and resource names.
-//! * [`ladder`]: `gcp.remove_binding_member` → `gcp.deny_policy` → `gcp.remove_wi_user` →
-//!   `gcp.disable_service_account`, computed without I/O from an observed [`ladder::GcpState`].
-//! * [`plane::GcpIam`]: the control plane: guarded getIamPolicy/setIamPolicy (version 3, etag,
-//!   re-read and re-plan on `ABORTED`), IAM v2 deny policies (long-running operations awaited),
-//!   service account IAM policies, disable/enable.
+//! * [`policy`]: IAM v1 bindings and the edits made to a policy.
+//! * [`client`]: the googleapis clients, one attempt per call, errors typed for the engine.
+//! * [`ladder`]: the observed [`ladder::GcpState`] and what its rungs share.
+//! * [`rungs`]: `gcp.remove_binding_member` → `gcp.deny_policy` → `gcp.remove_wi_user` →
+//!   `gcp.disable_service_account`, one file each: spec, proposal, change and check.
+//! * [`plane::GcpIam`]: the [`Plane`](firebreak_containment::plane::Plane) itself.
 
+pub mod client;
 pub mod config;
 pub mod ladder;
 pub mod names;
 pub mod plane;
+pub mod policy;
+pub mod rungs;
 
 pub use config::{Endpoints, GcpConfig};
 pub use names::{NameError, Permission, Principal};
-pub use plane::GcpIam;
+pub use plane::{GcpIam, GcpSpec};
+pub use rungs::{DENY_POLICY, DISABLE_SERVICE_ACCOUNT, REMOVE_BINDING_MEMBER, REMOVE_WI_USER};
 
 /// Names this control plane in errors and plans.
 pub const PLANE: &str = "gcp iam";

@@ -116,9 +116,7 @@ impl Principal {
     /// `projects/-/serviceAccounts/EMAIL` for a Google service account.
     pub fn service_account_name(&self) -> Option<String> {
         match self {
-            Principal::ServiceAccount { email } => {
-                Some(format!("projects/-/serviceAccounts/{email}"))
-            }
+            Principal::ServiceAccount { email } => Some(service_account_name(email)),
             Principal::WorkloadIdentity { .. } => None,
         }
     }
@@ -128,6 +126,11 @@ impl fmt::Display for Principal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.member())
     }
+}
+
+/// `projects/-/serviceAccounts/EMAIL`: the name the IAM API takes for a service account.
+pub fn service_account_name(email: &str) -> String {
+    format!("projects/-/serviceAccounts/{email}")
 }
 
 /// `serviceAccount:POOL[NAMESPACE/KSA]`: the member `roles/iam.workloadIdentityUser` lists on a

@@ -1,4 +1,4 @@
-//! Which cloud identities a ServiceAccount's pods receive (DESIGN §5, "Permissions beat links"):
+//! Which cloud identities a ServiceAccount's pods receive (docs/ARCHITECTURE.md §Planes, "Permissions beat links"):
 //! the ladder of each cloud starts on the permissions of these identities, not on the link.
 
 use std::collections::BTreeMap;

@@ -1,4 +1,4 @@
-//! The Milvus context ladder for one breach, computed from a [`MilvusState`] without I/O.
+//! The Milvus state one plan is computed from, and the ladder proposed from it without I/O.
 //!
 //! Milvus 2.3 has no row-level security and no partition-level privileges, so the narrowest
 //! rung it can enforce is one collection for one role: `context.quarantine_source` is always
@@ -7,16 +7,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use firebreak_containment::action::ActionKind;
-use firebreak_containment::alert::Parameter;
-use firebreak_containment::plan::{BlastRadius, Candidate, Enforcement};
-use firebreak_containment::surface::{Observation, PlanInput, SurfaceError};
+use firebreak_containment::plane::{Observation, PlanInput, PlaneError, Proposal};
 use serde::{Deserialize, Serialize};
 
 use super::config::{ADMIN_ROLE, PUBLIC_ROLE};
 use super::grpc::COLLECTION;
+use super::rungs::{quarantine_index, quarantine_source, revoke_index, MilvusSpec};
 use super::PLANE;
-use crate::shared::spec_value;
+use crate::shared::breached;
 
 /// Privileges that let a holder retrieve chunks from a collection.
 const RETRIEVAL: &[&str] = &["Search", "Query", "All"];
@@ -53,31 +51,6 @@ pub struct CollectionRef {
     pub collection: String,
 }
 
-/// What `context.revoke_index` and `context.quarantine_index` do, journaled inside the intent:
-/// revoke these privileges on the collection; the revert grants exactly them back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RevokeSpec {
-    pub collection: CollectionRef,
-    /// Role → the privileges it held on the collection when planned (the pre-image).
-    pub revoked: BTreeMap<String, BTreeSet<String>>,
-    /// Grants the action must leave alone (checked by verification): the agent role's grants
-    /// elsewhere and the other roles' grants on this collection.
-    pub kept: BTreeSet<Grant>,
-}
-
-impl RevokeSpec {
-    pub fn from_candidate(c: &Candidate) -> Result<RevokeSpec, SurfaceError> {
-        serde_json::from_value(c.spec.clone()).map_err(|e| SurfaceError::Invalid {
-            plane: PLANE,
-            detail: format!(
-                "the journaled spec of {} is not a Milvus revocation ({e}); re-plan the incident",
-                c.kind
-            ),
-        })
-    }
-}
-
 /// The Milvus state one plan is computed from (read by `observe`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MilvusState {
@@ -110,7 +83,7 @@ impl MilvusState {
             .filter(|g| g.object == COLLECTION && g.object_name == self.collection.collection)
     }
 
-    fn agent_privileges(&self) -> BTreeSet<String> {
+    pub(crate) fn agent_privileges(&self) -> BTreeSet<String> {
         self.on_collection(&self.agent_grants)
             .map(|g| g.privilege.clone())
             .collect()
@@ -118,7 +91,7 @@ impl MilvusState {
 
     /// Why revoking the agent role's grants on the collection would not stop the agent's user
     /// from retrieving there: another grant covers it, and Milvus has no deny.
-    fn uncuttable(&self) -> Option<String> {
+    pub(crate) fn uncuttable(&self) -> Option<String> {
         if let Some(user) = self.admin_users.first() {
             return Some(format!(
                 "user {user} of role {} also holds role {ADMIN_ROLE}, which may do everything; take it away first, then re-plan",
@@ -152,161 +125,78 @@ impl MilvusState {
     }
 }
 
-impl Observation for MilvusState {
-    fn candidates(&self, input: &PlanInput<'_>) -> Result<Vec<Candidate>, SurfaceError> {
-        let Parameter::Context { index, source } = &input.alert.parameter else {
-            return Err(SurfaceError::Invalid {
+/// What every rung's proposal reads besides the state: the breach and what it would cost.
+pub(crate) struct Ladder<'a> {
+    pub state: &'a MilvusState,
+    pub index: &'a str,
+    /// What the proposals act on, e.g. `milvus collection default.kb (index kb)`.
+    pub target: String,
+    /// The privileges the agent's role holds on the collection now (the pre-image).
+    pub held: BTreeSet<String>,
+    /// Why no revoke of the agent's role cuts the agent off, if none does.
+    pub uncuttable: Option<String>,
+    /// The agent role's grants on everything but this collection: every rung keeps them.
+    pub kept_elsewhere: BTreeSet<Grant>,
+    /// The in-envelope uses revoking the agent role's grants breaks.
+    pub in_envelope: Vec<String>,
+}
+
+impl Observation<MilvusSpec> for MilvusState {
+    fn candidates(&self, input: &PlanInput<'_>) -> Result<Vec<Proposal<MilvusSpec>>, PlaneError> {
+        let Some((index, source)) = breached(input) else {
+            return Err(PlaneError::Invalid {
                 plane: PLANE,
                 detail: "the alert's parameter is not a context parameter {index, source}".into(),
             });
         };
-        let whole_index: Vec<String> = input
+        let c = &self.collection;
+        let held = self.agent_privileges();
+        let mut in_envelope: Vec<String> = input
             .envelope
             .context()
             .permitted
             .into_iter()
-            .filter(|e| e.value.index == *index)
+            .filter(|e| e.value.index == index)
             .map(|e| match &e.value.source {
                 Some(s) => format!("source {s} in index {index}"),
                 None => format!("index {index}"),
             })
             .collect();
-        let c = &self.collection;
-        let target = format!(
-            "milvus collection {}.{} (index {index})",
-            c.database, c.collection
-        );
-        let role = &self.agent_role;
-        let held = self.agent_privileges();
-        let uncuttable = self.uncuttable();
-        let users: Vec<&String> = self.users.iter().collect();
-        let mut out = Vec::new();
-
-        out.push(Candidate {
-            kind: ActionKind::ContextQuarantineSource,
-            target: match source {
-                Some(s) => format!("{target}: source {s} for role {role}"),
-                None => target.clone(),
-            },
-            granularity: "one source of one index, for this agent only".into(),
-            blast_radius: BlastRadius::default(),
-            blocks: false,
-            inverse: String::new(),
-            verify: String::new(),
-            enforcement: Enforcement::Durable,
-            rejected: Some(match source {
-                Some(_) => NO_SOURCE_QUARANTINE.into(),
-                None => format!("the alert names no source, only an index; {NO_SOURCE_QUARANTINE}"),
-            }),
-            notes: vec![],
-            spec: serde_json::Value::Null,
-        });
-
-        let kept_elsewhere: BTreeSet<Grant> = self
-            .agent_grants
-            .iter()
-            .filter(|g| !(g.object == COLLECTION && g.object_name == c.collection))
-            .cloned()
-            .collect();
-        let mut kept = kept_elsewhere.clone();
-        kept.extend(
-            self.others
-                .values()
-                .flat_map(|(_, grants)| grants.iter().cloned()),
-        );
-        let mut in_envelope = whole_index;
         if !held.is_empty() {
             in_envelope.extend(self.sharing.iter().map(|agent| {
-                format!("other agent {agent} (same role {role}) loses index {index}")
+                format!(
+                    "other agent {agent} (same role {}) loses index {index}",
+                    self.agent_role
+                )
             }));
         }
-        let mut notes = vec![];
-        if held.is_empty() {
-            notes.push(format!(
-                "role {role} holds no privilege on collection {} already: revoking changes nothing",
-                c.collection
-            ));
-        }
-        let verify = format!(
-            "SelectGrant read back: role {role} holds no privilege on collection {}; its other grants and other roles' grants are unchanged",
-            c.collection
-        );
-        out.push(Candidate {
-            kind: ActionKind::ContextRevokeIndex,
+        let ladder = Ladder {
+            state: self,
+            index,
             target: format!(
-                "{target}: privileges {} of role {role} (users {users:?})",
-                list(&held)
+                "milvus collection {}.{} (index {index})",
+                c.database, c.collection
             ),
-            granularity: "one index (collection), for this agent only".into(),
-            blast_radius: BlastRadius::of(in_envelope.clone()),
-            blocks: true,
-            inverse: format!(
-                "grant role {role} exactly the revoked privileges ({}) again",
-                list(&held)
-            ),
-            verify,
-            enforcement: Enforcement::Durable,
-            rejected: uncuttable.clone(),
-            notes,
-            spec: spec_value(
-                PLANE,
-                &RevokeSpec {
-                    collection: c.clone(),
-                    revoked: BTreeMap::from([(role.clone(), held.clone())]),
-                    kept,
-                },
-            )?,
-        });
-
-        let mut revoked = BTreeMap::from([(role.clone(), held)]);
-        let mut items = in_envelope;
-        for (other, (agent, grants)) in &self.others {
-            if grants.is_empty() {
-                continue;
-            }
-            revoked.insert(
-                other.clone(),
-                grants.iter().map(|g| g.privilege.clone()).collect(),
-            );
-            items.push(format!(
-                "other agent {agent} (role {other}) loses index {index}"
-            ));
-        }
-        let roles: Vec<&String> = revoked.keys().collect();
-        out.push(Candidate {
-            kind: ActionKind::ContextQuarantineIndex,
-            target: format!("{target}: every configured role"),
-            granularity: "one whole index (collection), for every configured agent".into(),
-            blast_radius: BlastRadius::of(items),
-            blocks: true,
-            inverse: "grant every role exactly the privileges revoked from it again".into(),
-            verify: format!(
-                "SelectGrant read back: roles {roles:?} hold no privilege on collection {}",
-                c.collection
-            ),
-            enforcement: Enforcement::Durable,
-            rejected: uncuttable,
-            notes: vec![format!(
-                "roles not under context.milvus.roles keep their grants on collection {}",
-                c.collection
-            )],
-            spec: spec_value(
-                PLANE,
-                &RevokeSpec {
-                    collection: c.clone(),
-                    revoked,
-                    kept: kept_elsewhere,
-                },
-            )?,
-        });
-        Ok(out)
+            uncuttable: self.uncuttable(),
+            kept_elsewhere: self
+                .agent_grants
+                .iter()
+                .filter(|g| !(g.object == COLLECTION && g.object_name == c.collection))
+                .cloned()
+                .collect(),
+            held,
+            in_envelope,
+        };
+        Ok(vec![
+            quarantine_source::propose(&ladder, source),
+            revoke_index::propose(&ladder),
+            quarantine_index::propose(&ladder),
+        ])
     }
 }
 
-/// Why Milvus cannot take the narrowest rung.
-const NO_SOURCE_QUARANTINE: &str = "not enforceable in Milvus 2.3: it has no row-level security and its privileges stop at the collection (no partition-level privileges), so one source cannot be hidden from one agent in the store; that needs an enforcing retrieval proxy";
-
-fn list(privileges: &BTreeSet<String>) -> String {
+/// Privileges as an operator reads them.
+pub(crate) fn list(privileges: &BTreeSet<String>) -> String {
     if privileges.is_empty() {
         "none".into()
     } else {
@@ -317,7 +207,11 @@ fn list(privileges: &BTreeSet<String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::{QUARANTINE_INDEX, QUARANTINE_SOURCE, REVOKE_INDEX};
+    use crate::milvus::rungs::Revocation;
+    use crate::milvus::Milvus;
     use crate::shared::testing;
+    use firebreak_containment::plane::Plane;
 
     const OBSERVED: &[&str] = &[
         r#"{index: kb, source: "wiki:handbook", closure: literal, count: 50, sessions: 9}"#,
@@ -371,21 +265,35 @@ mod tests {
         }
     }
 
-    fn plan(state: &MilvusState, index: &str, source: Option<&str>) -> Vec<Candidate> {
+    fn plan(state: &MilvusState, index: &str, source: Option<&str>) -> Vec<Proposal<MilvusSpec>> {
         testing::plan(state, OBSERVED, index, source)
+    }
+
+    /// The revocation a proposal carries; panics on the rejected rung 0.
+    fn revocation(p: &Proposal<MilvusSpec>) -> &Revocation {
+        match &p.spec {
+            MilvusSpec::RevokeIndex(r) | MilvusSpec::QuarantineIndex(r) => r,
+            other => panic!("not a revocation: {other:?}"),
+        }
     }
 
     #[test]
     fn an_index_outside_the_envelope_is_revoked_for_the_agent_at_zero_blast_radius() {
         let c = plan(&state("secrets"), "secrets", Some("email:x"));
-        let kinds: Vec<_> = c.iter().map(|c| c.kind).collect();
+        let kinds: Vec<_> = c.iter().map(|c| Milvus::kind_of(&c.spec).name).collect();
         assert_eq!(
             kinds,
             [
-                ActionKind::ContextQuarantineSource,
-                ActionKind::ContextRevokeIndex,
-                ActionKind::ContextQuarantineIndex
+                QUARANTINE_SOURCE.name,
+                REVOKE_INDEX.name,
+                QUARANTINE_INDEX.name
             ]
+        );
+        assert!(!c[0].blocks);
+        assert!(
+            matches!(&c[0].spec, MilvusSpec::QuarantineSource(s) if s.source.as_deref() == Some("email:x")),
+            "{:?}",
+            c[0].spec
         );
         assert!(c[0]
             .rejected
@@ -394,7 +302,7 @@ mod tests {
             .contains("not enforceable in Milvus 2.3"));
         assert_eq!(c[1].blast_radius.broken, 0);
         assert!(c[1].rejected.is_none());
-        let spec = RevokeSpec::from_candidate(&c[1]).expect("spec");
+        let spec = revocation(&c[1]);
         assert_eq!(
             spec.revoked,
             BTreeMap::from([(
@@ -406,13 +314,7 @@ mod tests {
         assert_eq!(spec.kept.len(), 2, "{:?}", spec.kept);
         assert_eq!(c[2].blast_radius.broken, 1, "{:?}", c[2].blast_radius);
         assert!(c[2].blast_radius.items[0].contains("agent-b"));
-        assert_eq!(
-            RevokeSpec::from_candidate(&c[2])
-                .expect("spec")
-                .revoked
-                .len(),
-            2
-        );
+        assert_eq!(revocation(&c[2]).revoked.len(), 2);
     }
 
     #[test]
@@ -463,7 +365,6 @@ mod tests {
         s.agent_grants.retain(|g| g.object_name != "kb_chunks");
         let c = plan(&s, "kb", None);
         assert!(c[1].notes[0].contains("already"));
-        let spec = RevokeSpec::from_candidate(&c[1]).expect("spec");
-        assert!(spec.revoked["agent_a"].is_empty());
+        assert!(revocation(&c[1]).revoked["agent_a"].is_empty());
     }
 }

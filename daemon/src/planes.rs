@@ -1,0 +1,200 @@
+//! Every control plane the daemon can run, each registered under its config key
+//! (docs/ARCHITECTURE.md §Planes).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use firebreak_aws::{AwsConfig, AwsIam};
+use firebreak_azure::AzureRbac;
+use firebreak_containment::plane::{KindError, Kinds, Plane, Planes};
+use firebreak_containment::EnvelopeStore;
+use firebreak_context::{Milvus, PgVector};
+use firebreak_delegation::{DelegationPlane, Feed, FeedAuth, FeedHold, Mirrored};
+use firebreak_ebpf::EgressPlane;
+use firebreak_gcp::GcpIam;
+use firebreak_k8s::K8sRbac;
+use firebreak_tools::{GatewayConfig, Policy, ToolsPlane};
+
+use crate::config::Config;
+
+/// Calls `$m!` with every plane type, once: the place a new plane is listed.
+macro_rules! for_each_plane {
+    ($m:ident) => {
+        $m!(
+            AwsIam,
+            GcpIam,
+            AzureRbac,
+            K8sRbac,
+            PgVector,
+            Milvus,
+            ToolsPlane,
+            DelegationPlane,
+            EgressPlane
+        )
+    };
+}
+
+/// Every kind any plane declares, whether configured or not: runbooks are checked against it.
+pub fn all_kinds() -> Result<Kinds, KindError> {
+    let mut kinds = Kinds::default();
+    macro_rules! declare {
+        ($($plane:ty),*) => { $( kinds.declare(<$plane as Plane>::KINDS)?; )* };
+    }
+    for_each_plane!(declare);
+    kinds.check_ladders()?;
+    Ok(kinds)
+}
+
+/// Who acts: the running daemon, or a command line working on the data dir without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Daemon,
+    /// Planes whose enforcement lives in the daemon's memory (the gateway, the feed) are left
+    /// out: a process that exits cannot enforce them.
+    Offline,
+}
+
+/// The configured planes, and the in-process enforcement points they share with the daemon.
+pub struct Built {
+    pub planes: Planes,
+    pub gateway: Option<(GatewayConfig, Arc<Policy>)>,
+    pub feed: Option<(Feed, FeedAuth)>,
+    /// Config keys left out because they enforce only in the running daemon.
+    pub daemon_only: Vec<&'static str>,
+}
+
+/// `plane`, mirrored into the policy feed when there is one, so shims see its blocks too.
+fn register_mirrored<P>(planes: &mut Planes, plane: P, feed: Option<&Feed>) -> anyhow::Result<()>
+where
+    P: Plane,
+    P::Spec: FeedHold,
+{
+    match feed {
+        Some(feed) => planes.register(Mirrored::new(plane, feed.clone()))?,
+        None => planes.register(plane)?,
+    }
+    Ok(())
+}
+
+/// Builds every configured plane. `install` lets planes that own schema (the context store's
+/// RLS) install it: only `serve` does, so plans and dry runs stay free of writes.
+pub async fn build(
+    config: &Config,
+    envelopes: &EnvelopeStore,
+    install: bool,
+    mode: Mode,
+) -> anyhow::Result<Built> {
+    let mut planes = Planes::default();
+    let mut daemon_only = Vec::new();
+    let in_daemon = mode == Mode::Daemon;
+    let feed = match &config.feed {
+        Some(feed_config) if in_daemon => {
+            let auth = FeedAuth::new(feed_config).context("feed.tokens")?;
+            let feed = Feed::default();
+            planes.register(DelegationPlane::new(feed.clone(), envelopes))?;
+            Some((feed, auth))
+        }
+        Some(_) => {
+            daemon_only.push(<DelegationPlane as Plane>::KEY);
+            None
+        }
+        None => None,
+    };
+    let feed_handle = feed.as_ref().map(|(f, _)| f);
+    if config.aws.enabled {
+        let aws = AwsIam::new(&AwsConfig {
+            region: config.aws.region.clone(),
+            endpoint: config.aws.endpoint.clone(),
+            verify_deadline: config.aws.verify_deadline,
+        })
+        .await;
+        planes.register(match &config.aws.eks {
+            Some(eks) => aws.with_eks(eks),
+            None => aws,
+        })?;
+    }
+    if let Some(gcp) = &config.gcp {
+        planes.register(GcpIam::new(gcp.clone()).await.context(
+            "cannot set up the GCP IAM plane (gcp:); it uses Application Default Credentials",
+        )?)?;
+    }
+    if let Some(azure) = &config.azure {
+        planes.register(
+            AzureRbac::new(azure.clone())
+                .await
+                .context("cannot set up the Azure RBAC plane (azure:)")?,
+        )?;
+    }
+    if let Some(pg) = &config.context.postgres {
+        let plane = PgVector::new(pg.clone())?;
+        if install {
+            plane
+                .install()
+                .await
+                .context("cannot install the context store's row-level security")?;
+        }
+        planes.register(plane)?;
+    }
+    if let Some(milvus) = &config.context.milvus {
+        planes.register(
+            Milvus::new(milvus.clone())
+                .await
+                .context("cannot set up the Milvus plane (context.milvus:)")?,
+        )?;
+    }
+    if let Some(k8s) = &config.k8s {
+        planes.register(
+            K8sRbac::new(k8s.clone())
+                .await
+                .context("cannot set up the Kubernetes RBAC plane (k8s:)")?,
+        )?;
+    }
+    if let Some(network) = &config.network {
+        let plane = EgressPlane::load(network).context(
+            "cannot load the eBPF egress programs (network:); the node agent needs root and bpffs",
+        )?;
+        register_mirrored(&mut planes, plane, feed_handle)?;
+    }
+    let gateway = match config.gateway.clone() {
+        Some(gw) if in_daemon => {
+            let policy = Arc::new(Policy::default());
+            policy.set_envelopes(envelopes, gw.envelope_only);
+            register_mirrored(
+                &mut planes,
+                ToolsPlane::new(policy.clone(), gw.upstreams.keys().cloned()),
+                feed_handle,
+            )?;
+            Some((gw, policy))
+        }
+        Some(_) => {
+            daemon_only.push(<ToolsPlane as Plane>::KEY);
+            None
+        }
+        None => None,
+    };
+    Ok(Built {
+        planes,
+        gateway,
+        feed,
+        daemon_only,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_ladder_of_every_plane_is_well_formed() {
+        let kinds = all_kinds().expect("ladders");
+        for name in [
+            "aws.inline_deny",
+            "tools.revoke_tool",
+            "delegation.pause_graph",
+            "network.block_egress",
+            "context.quarantine_source",
+        ] {
+            assert!(kinds.get(name).is_some(), "{name} is declared");
+        }
+    }
+}
