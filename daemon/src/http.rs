@@ -210,12 +210,7 @@ async fn contain(
     } else {
         PlanRequest::Operator(by.to_string())
     };
-    let mut submitted = api.engine.submit(alert, plan_request).await?;
-    if let Some(plan) = &submitted.plan {
-        if let Some(status) = api.engine.settled(&submitted.incident, &plan.id).await {
-            submitted.status = firebreak_containment::engine::Progress::Plan(status);
-        }
-    }
+    let submitted = api.engine.submit_settled(alert, plan_request).await?;
     let detail = match &submitted.plan {
         Some(plan) => api
             .engine

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
-use firebreak_containment::engine::{Engine, Request, Submitted};
+use firebreak_containment::engine::{Engine, Request};
 use firebreak_containment::envelope::Envelope;
 use firebreak_containment::ids::IncidentId;
 use firebreak_containment::incident::PlanStatus;
@@ -454,12 +454,7 @@ async fn contain_offline(
         Request::Operator(by.to_string())
     };
     let result = async {
-        let mut submitted: Submitted = engine.submit(alert, request).await?;
-        if let Some(plan) = &submitted.plan {
-            if let Some(status) = engine.settled(&submitted.incident, &plan.id).await {
-                submitted.status = firebreak_containment::engine::Progress::Plan(status);
-            }
-        }
+        let submitted = engine.submit_settled(alert, request).await?;
         anyhow::Ok(serde_json::to_value(&submitted)?)
     }
     .await;

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use firebreak_containment::agent::AgentRef;
 use firebreak_containment::alert::Parameter;
 use firebreak_containment::ids::IncidentId;
-use firebreak_containment::plan::{BlastRadius, Enforcement};
+use firebreak_containment::plan::BlastRadius;
 use firebreak_containment::plane::{
     Change, Check, KindSpec, Observation, Outcome, PlanInput, Plane, PlaneError, Proposal, Route,
     Verification,
@@ -39,20 +39,10 @@ pub struct DenyEntry {
     pub holders: u32,
 }
 
-pub static BLOCK_EGRESS: KindSpec = KindSpec {
-    name: "network.block_egress",
-    ladder: "network",
-    rung: 0,
-    approval_only: false,
-    enforcement: Enforcement::Immediate,
-};
-pub static ISOLATE_WORKLOAD: KindSpec = KindSpec {
-    name: "network.isolate_workload",
-    ladder: "network",
-    rung: 1,
-    approval_only: true,
-    enforcement: Enforcement::Immediate,
-};
+pub static BLOCK_EGRESS: KindSpec =
+    KindSpec::immediate("network", "network.block_egress", 0, false);
+pub static ISOLATE_WORKLOAD: KindSpec =
+    KindSpec::immediate("network", "network.isolate_workload", 1, true);
 
 /// Which rung an action is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -561,6 +551,7 @@ impl Plane for EgressPlane {
 
 #[cfg(test)]
 mod tests {
+    use firebreak_containment::plan::Enforcement;
     use firebreak_containment::plane::candidate_of;
     use firebreak_containment::{Alert, Candidate, Envelope};
 

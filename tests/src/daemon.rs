@@ -97,18 +97,7 @@ impl Workspace {
     /// Runs a one-shot CLI command against this workspace; returns (exit code, stdout, stderr).
     pub fn cli(&self, options: &DaemonOptions, args: &[&str]) -> Result<(i32, String, String)> {
         let config = self.write_config(options, free_port()?)?;
-        let out = Command::new(&self.bin)
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .envs(aws_env())
-            .output()
-            .context("cannot run firebreak")?;
-        Ok((
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        ))
+        run_cli(&self.bin, &config, args)
     }
 
     /// Starts `firebreak serve` and waits until `/healthz` answers.
@@ -146,6 +135,22 @@ impl Workspace {
     }
 }
 
+/// One CLI run with `config`: (exit code, stdout, stderr).
+fn run_cli(bin: &Path, config: &Path, args: &[&str]) -> Result<(i32, String, String)> {
+    let out = Command::new(bin)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .envs(aws_env())
+        .output()
+        .context("cannot run firebreak")?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
 fn aws_env() -> Vec<(&'static str, &'static str)> {
     vec![
         ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID),
@@ -174,18 +179,7 @@ impl Daemon {
     /// Runs a CLI command against this running daemon (same config: its port, its token);
     /// returns (exit code, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> Result<(i32, String, String)> {
-        let out = Command::new(&self.bin)
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .envs(aws_env())
-            .output()
-            .context("cannot run firebreak")?;
-        Ok((
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        ))
+        run_cli(&self.bin, &self.config, args)
     }
 
     async fn wait_healthy(&self) -> Result<()> {

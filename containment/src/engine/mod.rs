@@ -407,6 +407,22 @@ impl Engine {
         answer.await.map_err(|_| EngineError::Stopping)?
     }
 
+    /// Submits and waits for the plan to settle: the answer an operator acting now expects
+    /// (contained, verify-failed, awaiting approval …) rather than `applying`.
+    pub async fn submit_settled(
+        &self,
+        alert: Alert,
+        request: Request,
+    ) -> Result<Submitted, EngineError> {
+        let mut submitted = self.submit(alert, request).await?;
+        if let Some(plan) = &submitted.plan {
+            if let Some(status) = self.settled(&submitted.incident, &plan.id).await {
+                submitted.status = Progress::Plan(status);
+            }
+        }
+        Ok(submitted)
+    }
+
     /// Waits until the plan is no longer applying, verifying or reverting, and returns its
     /// status (`None` if there is no such plan).
     pub async fn settled(&self, incident: &IncidentId, plan: &PlanId) -> Option<PlanStatus> {

@@ -22,6 +22,38 @@ pub struct KindSpec {
 }
 
 impl KindSpec {
+    /// A rung enforced at a cloud or cluster control plane: effective after propagation.
+    pub const fn durable(
+        ladder: &'static str,
+        name: &'static str,
+        rung: u8,
+        approval_only: bool,
+    ) -> KindSpec {
+        KindSpec {
+            name,
+            ladder,
+            rung,
+            approval_only,
+            enforcement: Enforcement::Durable,
+        }
+    }
+
+    /// A rung enforced at a point Firebreak owns: effective on the next call.
+    pub const fn immediate(
+        ladder: &'static str,
+        name: &'static str,
+        rung: u8,
+        approval_only: bool,
+    ) -> KindSpec {
+        KindSpec {
+            name,
+            ladder,
+            rung,
+            approval_only,
+            enforcement: Enforcement::Immediate,
+        }
+    }
+
     pub const fn kind(&'static self) -> ActionKind {
         ActionKind::from_static(self.name)
     }

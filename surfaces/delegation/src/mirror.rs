@@ -26,6 +26,20 @@ pub struct Mirror {
     pub incident: IncidentId,
 }
 
+impl Mirror {
+    fn put(&self, feed: &Feed) -> bool {
+        feed.set(&self.agent, &self.rule, self.incident.as_str())
+    }
+
+    fn release(&self, feed: &Feed) -> bool {
+        feed.clear(&self.agent, &self.rule, self.incident.as_str())
+    }
+
+    fn held(&self, feed: &Feed) -> bool {
+        feed.holds(&self.agent, &self.rule, self.incident.as_str())
+    }
+}
+
 /// A spec whose containment the feed records as well (`None`: nothing to record).
 pub trait FeedHold {
     fn feed_hold(&self) -> Option<Mirror>;
@@ -103,20 +117,12 @@ where
 
     async fn change(&self, spec: &P::Spec, change: Change) -> Result<Outcome, PlaneError> {
         let outcome = self.inner.change(spec, change).await?;
-        let Some(Mirror {
-            agent,
-            rule,
-            incident,
-        }) = spec.feed_hold()
-        else {
+        let Some(mirror) = spec.feed_hold() else {
             return Ok(outcome);
         };
         let (fed, verb) = match change {
-            Change::Apply => (self.feed.set(&agent, &rule, incident.as_str()), "recorded"),
-            Change::Revert => (
-                self.feed.clear(&agent, &rule, incident.as_str()),
-                "released",
-            ),
+            Change::Apply => (mirror.put(&self.feed), "recorded"),
+            Change::Revert => (mirror.release(&self.feed), "released"),
         };
         Ok(Outcome {
             changed: outcome.changed || fed,
@@ -126,15 +132,10 @@ where
 
     async fn check(&self, spec: &P::Spec, check: Check) -> Result<Verification, PlaneError> {
         let verification = self.inner.check(spec, check).await?;
-        let Some(Mirror {
-            agent,
-            rule,
-            incident,
-        }) = spec.feed_hold()
-        else {
+        let Some(mirror) = spec.feed_hold() else {
             return Ok(verification);
         };
-        let held = self.feed.holds(&agent, &rule, incident.as_str());
+        let held = mirror.held(&self.feed);
         let wanted = check == Check::Applied;
         Ok(Verification::that(
             verification.ok && held == wanted,

@@ -9,7 +9,7 @@ use firebreak_containment::agent::AgentKey;
 use firebreak_containment::alert::Parameter;
 use firebreak_containment::envelope::{Envelope, EnvelopeStore};
 use firebreak_containment::ids::IncidentId;
-use firebreak_containment::plan::{BlastRadius, Enforcement};
+use firebreak_containment::plan::BlastRadius;
 use firebreak_containment::plane::{
     Change, Check, KindSpec, Observation, Outcome, PlanInput, Plane, PlaneError, Proposal, Route,
     Verification,
@@ -20,19 +20,12 @@ use crate::feed::{Feed, Rule};
 
 const PLANE: &str = "delegation feed";
 
-const fn rung(name: &'static str, rung: u8, approval_only: bool) -> KindSpec {
-    KindSpec {
-        name,
-        ladder: "delegation",
-        rung,
-        approval_only,
-        enforcement: Enforcement::Immediate,
-    }
-}
-
-pub static SEVER_EDGE: KindSpec = rung("delegation.sever_edge", 0, false);
-pub static ISOLATE_INBOUND: KindSpec = rung("delegation.isolate_inbound", 1, false);
-pub static PAUSE_GRAPH: KindSpec = rung("delegation.pause_graph", 2, true);
+pub static SEVER_EDGE: KindSpec =
+    KindSpec::immediate("delegation", "delegation.sever_edge", 0, false);
+pub static ISOLATE_INBOUND: KindSpec =
+    KindSpec::immediate("delegation", "delegation.isolate_inbound", 1, false);
+pub static PAUSE_GRAPH: KindSpec =
+    KindSpec::immediate("delegation", "delegation.pause_graph", 2, true);
 
 /// One in-envelope delegation edge (a permitted entry of the caller's envelope).
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use firebreak_containment::alert::Parameter;
-use firebreak_containment::plan::{BlastRadius, Enforcement};
+use firebreak_containment::plan::BlastRadius;
 use firebreak_containment::plane::{
     Change, Check, KindSpec, Observation, Outcome, PlanInput, Plane, PlaneError, Proposal, Route,
     Verification,
@@ -18,19 +18,9 @@ use crate::policy::{Decision, Policy, Revocation, Scope};
 
 const PLANE: &str = "tools gateway";
 
-const fn rung(name: &'static str, rung: u8, approval_only: bool) -> KindSpec {
-    KindSpec {
-        name,
-        ladder: "tools",
-        rung,
-        approval_only,
-        enforcement: Enforcement::Immediate,
-    }
-}
-
-pub static REVOKE_TOOL: KindSpec = rung("tools.revoke_tool", 0, false);
-pub static REVOKE_SERVER: KindSpec = rung("tools.revoke_server", 1, false);
-pub static REVOKE_ALL: KindSpec = rung("tools.revoke_all", 2, true);
+pub static REVOKE_TOOL: KindSpec = KindSpec::immediate("tools", "tools.revoke_tool", 0, false);
+pub static REVOKE_SERVER: KindSpec = KindSpec::immediate("tools", "tools.revoke_server", 1, false);
+pub static REVOKE_ALL: KindSpec = KindSpec::immediate("tools", "tools.revoke_all", 2, true);
 
 pub struct ToolsPlane {
     policy: Arc<Policy>,

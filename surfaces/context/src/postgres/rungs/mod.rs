@@ -5,10 +5,14 @@ pub mod quarantine_index;
 pub mod quarantine_source;
 pub mod revoke_index;
 
-use firebreak_containment::plane::Outcome;
+use deadpool_postgres::Pool;
+use firebreak_containment::plane::{Change, Outcome};
 use serde::{Deserialize, Serialize};
+use tokio_postgres::types::ToSql;
 
+use super::db::{connection, db};
 use crate::config::quote_ident;
+use crate::ContextError;
 
 /// What a pgvector action does, journaled with the intent: everything `change` and `check`
 /// need, the pre-image included.
@@ -48,5 +52,38 @@ fn outcome(rows: u64, detail: String) -> Outcome {
         Outcome::changed(detail)
     } else {
         Outcome::unchanged(format!("already in place: {detail}"))
+    }
+}
+
+/// One bookkeeping row whose presence (a quarantine) or absence (a revoked grant) is the action.
+/// Both statements are keyed, so a repeat touches nothing and reads as already in place.
+pub(super) struct KeyedRow<'a> {
+    /// `INSERT … ON CONFLICT DO NOTHING`, and what it is doing, for errors.
+    pub insert: (String, &'static str),
+    pub delete: (String, &'static str),
+    pub params: &'a [&'a (dyn ToSql + Sync)],
+    /// Applying inserts the row (a quarantine), or deletes it (a revoked grant).
+    pub applied_is_present: bool,
+}
+
+impl KeyedRow<'_> {
+    /// Puts the store in the state `change` asks for; `done` describes that state.
+    pub async fn set(
+        &self,
+        pool: &Pool,
+        change: Change,
+        done: String,
+    ) -> Result<Outcome, ContextError> {
+        let client = connection(pool).await?;
+        let (sql, doing) = if (change == Change::Apply) == self.applied_is_present {
+            &self.insert
+        } else {
+            &self.delete
+        };
+        let rows = client
+            .execute(sql.as_str(), self.params)
+            .await
+            .map_err(db(doing))?;
+        Ok(outcome(rows, done))
     }
 }

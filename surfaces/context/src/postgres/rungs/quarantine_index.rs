@@ -9,7 +9,7 @@ use firebreak_containment::plane::{Change, Check, Outcome, Proposal, Verificatio
 use serde::{Deserialize, Serialize};
 
 use super::quarantine_source::Row;
-use super::{outcome, PgSpec, TableRef};
+use super::{KeyedRow, PgSpec, TableRef};
 use crate::config::{ALL_AGENTS, SCHEMA};
 use crate::postgres::db::{close, connection, db, read_transaction, sources};
 use crate::postgres::observation::Ladder;
@@ -99,32 +99,28 @@ pub(crate) async fn change(
     if let Some(row) = spec.row() {
         return row.change(pool, change).await;
     }
-    let client = connection(pool).await?;
-    let key: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
-        [&spec.table.index, &spec.incident.as_str()];
     let index = &spec.table.index;
-    Ok(match change {
-        Change::Apply => outcome(
-            client
-                .execute(
-                    &format!("INSERT INTO {SCHEMA}.quarantined_indexes (index_name, incident) VALUES ($1, $2) ON CONFLICT DO NOTHING"),
-                    &key,
-                )
-                .await
-                .map_err(db("inserting the index quarantine row"))?,
-            format!("quarantined index {index} for every agent"),
+    KeyedRow {
+        insert: (
+            format!("INSERT INTO {SCHEMA}.quarantined_indexes (index_name, incident) VALUES ($1, $2) ON CONFLICT DO NOTHING"),
+            "inserting the index quarantine row",
         ),
-        Change::Revert => outcome(
-            client
-                .execute(
-                    &format!("DELETE FROM {SCHEMA}.quarantined_indexes WHERE index_name = $1 AND incident = $2"),
-                    &key,
-                )
-                .await
-                .map_err(db("deleting the index quarantine row"))?,
-            format!("lifted the quarantine of index {index}"),
+        delete: (
+            format!("DELETE FROM {SCHEMA}.quarantined_indexes WHERE index_name = $1 AND incident = $2"),
+            "deleting the index quarantine row",
         ),
-    })
+        params: &[index, &spec.incident.as_str()],
+        applied_is_present: true,
+    }
+    .set(
+        pool,
+        change,
+        match change {
+            Change::Apply => format!("quarantined index {index} for every agent"),
+            Change::Revert => format!("lifted the quarantine of index {index}"),
+        },
+    )
+    .await
 }
 
 /// The row is in place (or gone), and, once applied, no governed role retrieves anything.

@@ -10,7 +10,7 @@ use firebreak_containment::plan::BlastRadius;
 use firebreak_containment::plane::{Change, Check, Outcome, PlaneError, Proposal, Verification};
 use serde::{Deserialize, Serialize};
 
-use super::{outcome, PgSpec, TableRef};
+use super::{KeyedRow, PgSpec, TableRef};
 use crate::config::{ALL_AGENTS, SCHEMA};
 use crate::postgres::db::{
     close, connection, db, index_permitted, quarantined_for, read_transaction, sources,
@@ -126,36 +126,30 @@ impl<'a> Row<'a> {
     /// Inserts (apply) or deletes (revert) the row; keyed by the incident, so a repeat finds it
     /// in place and another incident's row is never touched.
     pub async fn change(&self, pool: &Pool, change: Change) -> Result<Outcome, ContextError> {
-        let client = connection(pool).await?;
-        let key: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [
-            &self.table.index,
-            &self.source,
-            &self.scope,
-            &self.incident.as_str(),
-        ];
         let (source, index, who) = (self.source, &self.table.index, self.who());
-        Ok(match change {
-            Change::Apply => outcome(
-                client
-                    .execute(
-                        &format!("INSERT INTO {SCHEMA}.quarantined_sources (index_name, source_id, agent_role, incident) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"),
-                        &key,
-                    )
-                    .await
-                    .map_err(db("inserting the quarantine row"))?,
-                format!("quarantined source {source} of index {index} for {who}"),
+        KeyedRow {
+            insert: (
+                format!("INSERT INTO {SCHEMA}.quarantined_sources (index_name, source_id, agent_role, incident) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"),
+                "inserting the quarantine row",
             ),
-            Change::Revert => outcome(
-                client
-                    .execute(
-                        &format!("DELETE FROM {SCHEMA}.quarantined_sources WHERE index_name = $1 AND source_id = $2 AND agent_role = $3 AND incident = $4"),
-                        &key,
-                    )
-                    .await
-                    .map_err(db("deleting the quarantine row"))?,
-                format!("lifted the quarantine of source {source} of index {index} for {who}"),
+            delete: (
+                format!("DELETE FROM {SCHEMA}.quarantined_sources WHERE index_name = $1 AND source_id = $2 AND agent_role = $3 AND incident = $4"),
+                "deleting the quarantine row",
             ),
-        })
+            params: &[index, &self.source, &self.scope, &self.incident.as_str()],
+            applied_is_present: true,
+        }
+        .set(
+            pool,
+            change,
+            match change {
+                Change::Apply => format!("quarantined source {source} of index {index} for {who}"),
+                Change::Revert => {
+                    format!("lifted the quarantine of source {source} of index {index} for {who}")
+                }
+            },
+        )
+        .await
     }
 
     /// Retrieves as the agent's role and as every other governed role, in a transaction rolled

@@ -6,7 +6,7 @@ use firebreak_containment::plan::BlastRadius;
 use firebreak_containment::plane::{Change, Check, Outcome, Proposal, Verification};
 use serde::{Deserialize, Serialize};
 
-use super::{outcome, PgSpec, TableRef};
+use super::{outcome, KeyedRow, PgSpec, TableRef};
 use crate::config::SCHEMA;
 use crate::postgres::db::{close, connection, db, index_permitted, read_transaction, sources};
 use crate::postgres::observation::Ladder;
@@ -67,30 +67,27 @@ pub(crate) async fn change(
             format!("role {role} held no grant on index {index} before: nothing to restore"),
         ));
     }
-    let client = connection(pool).await?;
-    let key: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [role, index];
-    Ok(match change {
-        Change::Apply => outcome(
-            client
-                .execute(
-                    &format!("DELETE FROM {SCHEMA}.index_grants WHERE agent_role = $1 AND index_name = $2"),
-                    &key,
-                )
-                .await
-                .map_err(db("deleting the grant row"))?,
-            format!("revoked index {index} from role {role}"),
+    KeyedRow {
+        insert: (
+            format!("INSERT INTO {SCHEMA}.index_grants (agent_role, index_name) VALUES ($1, $2) ON CONFLICT DO NOTHING"),
+            "restoring the grant row",
         ),
-        Change::Revert => outcome(
-            client
-                .execute(
-                    &format!("INSERT INTO {SCHEMA}.index_grants (agent_role, index_name) VALUES ($1, $2) ON CONFLICT DO NOTHING"),
-                    &key,
-                )
-                .await
-                .map_err(db("restoring the grant row"))?,
-            format!("restored the grant of index {index} to role {role}"),
+        delete: (
+            format!("DELETE FROM {SCHEMA}.index_grants WHERE agent_role = $1 AND index_name = $2"),
+            "deleting the grant row",
         ),
-    })
+        params: &[role, index],
+        applied_is_present: false,
+    }
+    .set(
+        pool,
+        change,
+        match change {
+            Change::Apply => format!("revoked index {index} from role {role}"),
+            Change::Revert => format!("restored the grant of index {index} to role {role}"),
+        },
+    )
+    .await
 }
 
 /// Retrieves as the agent's role and every other governed role, in a transaction rolled back

@@ -15,7 +15,7 @@ pub mod trust_deny;
 use firebreak_containment::alert::Parameter;
 use firebreak_containment::envelope::{IdentityUse, Observed};
 use firebreak_containment::ids::IncidentId;
-use firebreak_containment::plan::{BlastRadius, Enforcement};
+use firebreak_containment::plan::BlastRadius;
 use firebreak_containment::plane::{KindSpec, Observation, PlanInput, PlaneError, Proposal};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -30,23 +30,14 @@ use crate::role::{
 };
 use crate::PLANE;
 
-const fn rung(name: &'static str, rung: u8, approval_only: bool) -> KindSpec {
-    KindSpec {
-        name,
-        ladder: "aws",
-        rung,
-        approval_only,
-        enforcement: Enforcement::Durable,
-    }
-}
-
-pub static INLINE_DENY: KindSpec = rung("aws.inline_deny", 0, false);
-pub static DETACH_POLICY: KindSpec = rung("aws.detach_policy", 1, false);
-pub static DELETE_INLINE_POLICY: KindSpec = rung("aws.delete_inline_policy", 2, false);
-pub static TRUST_DENY: KindSpec = rung("aws.trust_deny", 3, true);
-pub static REVOKE_SESSIONS: KindSpec = rung("aws.revoke_sessions", 4, true);
+pub static INLINE_DENY: KindSpec = KindSpec::durable("aws", "aws.inline_deny", 0, false);
+pub static DETACH_POLICY: KindSpec = KindSpec::durable("aws", "aws.detach_policy", 1, false);
+pub static DELETE_INLINE_POLICY: KindSpec =
+    KindSpec::durable("aws", "aws.delete_inline_policy", 2, false);
+pub static TRUST_DENY: KindSpec = KindSpec::durable("aws", "aws.trust_deny", 3, true);
+pub static REVOKE_SESSIONS: KindSpec = KindSpec::durable("aws", "aws.revoke_sessions", 4, true);
 pub static DELETE_POD_IDENTITY_ASSOCIATION: KindSpec =
-    rung("eks.delete_pod_identity_association", 5, true);
+    KindSpec::durable("aws", "eks.delete_pod_identity_association", 5, true);
 
 pub const KINDS: &[&KindSpec] = &[
     &INLINE_DENY,

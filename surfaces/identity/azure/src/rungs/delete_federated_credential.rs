@@ -8,14 +8,13 @@ use firebreak_containment::plane::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::rung;
 use crate::arm::{Arm, Delete, FederatedCredential, Put};
 use crate::ladder::{Ladder, Principal};
 use crate::plane::AzureSpec;
 use crate::PLANE;
 
 pub static DELETE_FEDERATED_CREDENTIAL: KindSpec =
-    rung("azure.delete_federated_credential", 2, true);
+    KindSpec::durable("azure", "azure.delete_federated_credential", 2, true);
 
 /// Delete `credential`; revert PUTs it back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

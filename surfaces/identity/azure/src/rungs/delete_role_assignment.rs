@@ -6,13 +6,13 @@ use firebreak_containment::plane::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::rung;
 use crate::arm::{Arm, RoleAssignment};
 use crate::guarded::{ensure_deleted, ensure_present, granted_by, still_there};
 use crate::ladder::{describe, Breach, Ladder, Principal};
 use crate::plane::AzureSpec;
 
-pub static DELETE_ROLE_ASSIGNMENT: KindSpec = rung("azure.delete_role_assignment", 0, false);
+pub static DELETE_ROLE_ASSIGNMENT: KindSpec =
+    KindSpec::durable("azure", "azure.delete_role_assignment", 0, false);
 
 /// Delete `assignment`; revert re-PUTs it under the same name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

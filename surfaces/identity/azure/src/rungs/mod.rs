@@ -5,20 +5,6 @@ pub mod delete_federated_credential;
 pub mod delete_role_assignment;
 pub mod narrow_role_assignment;
 
-use firebreak_containment::plan::Enforcement;
-use firebreak_containment::plane::KindSpec;
-
 pub use delete_federated_credential::DELETE_FEDERATED_CREDENTIAL;
 pub use delete_role_assignment::DELETE_ROLE_ASSIGNMENT;
 pub use narrow_role_assignment::NARROW_ROLE_ASSIGNMENT;
-
-/// Every Azure rung takes effect at ARM and Entra ID, after propagation.
-const fn rung(name: &'static str, rung: u8, approval_only: bool) -> KindSpec {
-    KindSpec {
-        name,
-        ladder: "azure",
-        rung,
-        approval_only,
-        enforcement: Enforcement::Durable,
-    }
-}

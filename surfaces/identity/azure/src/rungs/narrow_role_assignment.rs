@@ -9,14 +9,14 @@ use firebreak_containment::plane::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::rung;
 use crate::arm::{Arm, Delete, Grant, RoleAssignment};
 use crate::guarded::{ensure_deleted, ensure_present, granted_by, still_there};
 use crate::ids::ResourceId;
 use crate::ladder::{Breach, Ladder, Principal};
 use crate::plane::AzureSpec;
 
-pub static NARROW_ROLE_ASSIGNMENT: KindSpec = rung("azure.narrow_role_assignment", 1, false);
+pub static NARROW_ROLE_ASSIGNMENT: KindSpec =
+    KindSpec::durable("azure", "azure.narrow_role_assignment", 1, false);
 
 /// Namespace of the UUID v5 names of narrowed role assignments (ARM wants GUID names).
 const NARROW_NAMESPACE: Uuid = Uuid::from_u128(0x6f1d_2c4e_8a3b_4e5f_9c7d_1b2a_3c4d_5e6f);

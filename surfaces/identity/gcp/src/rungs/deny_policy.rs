@@ -10,14 +10,13 @@ use google_cloud_iam_v2::model::{DenyRule, Policy as DenyPolicy, PolicyRule};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::rung;
 use crate::client::{api_error, status_code, Api};
 use crate::ladder::{dedup, Ladder, ProjectPolicy, Use};
 use crate::names::{Permission, Principal};
 use crate::plane::GcpSpec;
 use crate::PLANE;
 
-pub static DENY_POLICY: KindSpec = rung("gcp.deny_policy", 1, false);
+pub static DENY_POLICY: KindSpec = KindSpec::durable("gcp", "gcp.deny_policy", 1, false);
 
 /// Create deny policy `policy_id` on `project`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

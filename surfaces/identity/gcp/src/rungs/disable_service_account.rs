@@ -6,12 +6,13 @@ use firebreak_containment::plane::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{read_back, rung};
+use super::read_back;
 use crate::client::{api_error, Api};
 use crate::ladder::Ladder;
 use crate::plane::GcpSpec;
 
-pub static DISABLE_SERVICE_ACCOUNT: KindSpec = rung("gcp.disable_service_account", 3, true);
+pub static DISABLE_SERVICE_ACCOUNT: KindSpec =
+    KindSpec::durable("gcp", "gcp.disable_service_account", 3, true);
 
 /// Disable the service account (revert: enable).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,24 +6,12 @@ pub mod disable_service_account;
 pub mod remove_binding_member;
 pub mod remove_wi_user;
 
-use firebreak_containment::plan::Enforcement;
-use firebreak_containment::plane::{KindSpec, Verification};
+use firebreak_containment::plane::Verification;
 
 pub use deny_policy::DENY_POLICY;
 pub use disable_service_account::DISABLE_SERVICE_ACCOUNT;
 pub use remove_binding_member::REMOVE_BINDING_MEMBER;
 pub use remove_wi_user::REMOVE_WI_USER;
-
-/// Every GCP rung takes effect at IAM, after propagation.
-const fn rung(name: &'static str, rung: u8, approval_only: bool) -> KindSpec {
-    KindSpec {
-        name,
-        ladder: "gcp",
-        rung,
-        approval_only,
-        enforcement: Enforcement::Durable,
-    }
-}
 
 /// A read-back of an IAM policy or account; a miss says the engine keeps polling, since IAM
 /// reads can lag its writes.

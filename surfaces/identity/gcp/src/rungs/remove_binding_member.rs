@@ -7,14 +7,15 @@ use firebreak_containment::plane::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{read_back, rung};
+use super::read_back;
 use crate::client::{Api, Edit, PolicyOf};
 use crate::ladder::Ladder;
 use crate::names::Permission;
 use crate::plane::GcpSpec;
 use crate::policy::{add_member, lists, remove_member, Binding};
 
-pub static REMOVE_BINDING_MEMBER: KindSpec = rung("gcp.remove_binding_member", 0, false);
+pub static REMOVE_BINDING_MEMBER: KindSpec =
+    KindSpec::durable("gcp", "gcp.remove_binding_member", 0, false);
 
 /// Remove `member` from `binding` of `project`'s policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

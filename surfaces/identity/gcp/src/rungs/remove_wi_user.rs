@@ -7,14 +7,14 @@ use firebreak_containment::plane::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{read_back, rung};
+use super::read_back;
 use crate::client::{Api, Edit, PolicyOf};
 use crate::ladder::Ladder;
 use crate::names::WI_USER_ROLE;
 use crate::plane::GcpSpec;
 use crate::policy::{add_member, from_api, lists, remove_member, role_lists, Binding};
 
-pub static REMOVE_WI_USER: KindSpec = rung("gcp.remove_wi_user", 2, false);
+pub static REMOVE_WI_USER: KindSpec = KindSpec::durable("gcp", "gcp.remove_wi_user", 2, false);
 
 /// Remove `member` from the `roles/iam.workloadIdentityUser` bindings of the service account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

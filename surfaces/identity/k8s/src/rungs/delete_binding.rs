@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use firebreak_containment::plan::Enforcement;
 use firebreak_containment::plane::{
     Change, Check, KindSpec, Outcome, PlaneError, Proposal, Verification,
 };
@@ -19,13 +18,8 @@ use crate::permission::ResourceRequest;
 use crate::rbac::{names_service_account, Binding, BindingRef, Requester};
 use crate::PLANE;
 
-pub static DELETE_ROLEBINDING: KindSpec = KindSpec {
-    name: "k8s.delete_rolebinding",
-    ladder: "k8s",
-    rung: 1,
-    approval_only: true,
-    enforcement: Enforcement::Durable,
-};
+pub static DELETE_ROLEBINDING: KindSpec =
+    KindSpec::durable("k8s", "k8s.delete_rolebinding", 1, true);
 
 /// Delete `binding`; `pre_image` is what the revert re-creates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,7 +1,6 @@
 //! Rung 0, `k8s.remove_rolebinding_subject`: the agent's own subject leaves one binding; the
 //! binding's other subjects keep their access.
 
-use firebreak_containment::plan::Enforcement;
 use firebreak_containment::plane::{
     Change, Check, KindSpec, Outcome, PlaneError, Proposal, Verification,
 };
@@ -15,13 +14,8 @@ use crate::observation::{describe_subject, Ladder};
 use crate::permission::ResourceRequest;
 use crate::rbac::{Binding, BindingRef, Requester};
 
-pub static REMOVE_ROLEBINDING_SUBJECT: KindSpec = KindSpec {
-    name: "k8s.remove_rolebinding_subject",
-    ladder: "k8s",
-    rung: 0,
-    approval_only: false,
-    enforcement: Enforcement::Durable,
-};
+pub static REMOVE_ROLEBINDING_SUBJECT: KindSpec =
+    KindSpec::durable("k8s", "k8s.remove_rolebinding_subject", 0, false);
 
 /// Remove `subject` from `binding`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
