@@ -387,7 +387,18 @@ impl Incident {
         }
     }
 
-    /// The incident's status: the most urgent of its plans'.
+    /// The plans that speak for the incident now: a plan that met a conflict is superseded by
+    /// the re-plan made for the same alert, and stays in `plans` as history only.
+    pub fn current_plans(&self) -> impl Iterator<Item = &PlanState> {
+        self.plans.iter().enumerate().filter_map(|(i, p)| {
+            let superseded = self.plans[i + 1..]
+                .iter()
+                .any(|later| later.plan.alert == p.plan.alert);
+            (!superseded).then_some(p)
+        })
+    }
+
+    /// The incident's status: the most urgent of its current plans'.
     pub fn status(&self) -> PlanStatus {
         const URGENCY: [PlanStatus; 13] = [
             PlanStatus::Failed,
@@ -407,7 +418,7 @@ impl Incident {
         URGENCY
             .iter()
             .copied()
-            .find(|s| self.plans.iter().any(|p| p.status() == *s))
+            .find(|s| self.current_plans().any(|p| p.status() == *s))
             .unwrap_or(PlanStatus::Escalated)
     }
 

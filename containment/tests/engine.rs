@@ -313,7 +313,6 @@ async fn a_journal_in_an_order_the_state_machine_refuses_stops_the_engine_at_ope
 }
 
 #[tokio::test]
-#[ignore = "known defect: after a conflict the re-plan is not driven (the incident stays failed); see issue 13's note"]
 async fn a_conflict_replans_the_incident_and_contains_on_the_new_plan() {
     let dir = tempfile::tempdir().expect("dir");
     let point = Arc::new(Point::default());

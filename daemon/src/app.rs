@@ -89,7 +89,7 @@ pub struct Built {
     pub gateway: Option<(GatewayConfig, Arc<Policy>)>,
     pub feed: Option<(Feed, FeedAuth)>,
     /// Planes configured but left out because only the running daemon enforces them.
-    pub daemon_only: Vec<&'static str>,
+    pub daemon_only: Vec<planes::LeftOut>,
 }
 
 /// Opens the journal and everything else; folds the journal into the incident view.

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use firebreak_daemon::client::Answer;
 use firebreak_daemon::config::Config;
-use firebreak_daemon::planes::Mode;
+use firebreak_daemon::planes::{LeftOut, Mode};
 use firebreak_daemon::{app, http, ingest, planes, render, sources};
 
 #[derive(Parser)]
@@ -321,8 +321,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rollback { id, operator } => {
             let status = if operator.offline {
                 let _lock = app::lock(&paths, "firebreak rollback --offline")?;
-                let engine = offline_engine(&config, &paths).await?;
-                let status = engine.rollback(&id, Some(operator.by.clone())).await;
+                let (engine, left_out) = offline_engine(&config, &paths).await?;
+                let refused = engine.incident(&id).await.and_then(|incident| {
+                    incident
+                        .plans
+                        .iter()
+                        .find_map(|p| LeftOut::refuse(&left_out, &p.plan.parameter).err())
+                });
+                let status = match refused {
+                    Some(refusal) => Err(anyhow::Error::from(refusal)),
+                    None => engine
+                        .rollback(&id, Some(operator.by.clone()))
+                        .await
+                        .map_err(anyhow::Error::from),
+                };
                 engine.shutdown();
                 status?
             } else {
@@ -428,15 +440,19 @@ fn refused_as_bad_input(answer: Answer) -> anyhow::Result<Value> {
 
 /// An engine on the data dir for `--offline`: planes that enforce only inside the daemon are
 /// left out, and the caller holds the data dir's lock.
-async fn offline_engine(config: &Config, paths: &app::Paths) -> anyhow::Result<Engine> {
+async fn offline_engine(
+    config: &Config,
+    paths: &app::Paths,
+) -> anyhow::Result<(Engine, Vec<LeftOut>)> {
     let built = app::engine(config, paths, false, Mode::Offline).await?;
     if !built.daemon_only.is_empty() {
+        let keys: Vec<&str> = built.daemon_only.iter().map(|l| l.key).collect();
         eprintln!(
             "firebreak: --offline leaves out {} (they enforce only inside the running daemon)",
-            built.daemon_only.join(", ")
+            keys.join(", ")
         );
     }
-    Ok(built.engine)
+    Ok((built.engine, built.daemon_only))
 }
 
 async fn contain_offline(
@@ -447,7 +463,11 @@ async fn contain_offline(
     by: &str,
 ) -> anyhow::Result<Value> {
     let _lock = app::lock(paths, "firebreak contain --offline")?;
-    let engine = offline_engine(config, paths).await?;
+    let (engine, left_out) = offline_engine(config, paths).await?;
+    if let Err(refusal) = LeftOut::refuse(&left_out, &alert.parameter) {
+        engine.shutdown();
+        return Err(refusal.into());
+    }
     let request = if dry_run {
         Request::DryRun
     } else {

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use firebreak_aws::{AwsConfig, AwsIam};
 use firebreak_azure::AzureRbac;
-use firebreak_containment::plane::{KindError, Kinds, Plane, Planes};
+use firebreak_containment::alert::Parameter;
+use firebreak_containment::plane::{KindError, Kinds, Plane, Planes, Route};
 use firebreak_containment::EnvelopeStore;
-use firebreak_context::{Milvus, PgVector};
+use firebreak_context::{side_by_side, Milvus, PgVector};
 use firebreak_delegation::{DelegationPlane, Feed, FeedAuth, FeedHold, Mirrored};
 use firebreak_ebpf::EgressPlane;
 use firebreak_gcp::GcpIam;
@@ -59,8 +60,43 @@ pub struct Built {
     pub planes: Planes,
     pub gateway: Option<(GatewayConfig, Arc<Policy>)>,
     pub feed: Option<(Feed, FeedAuth)>,
-    /// Config keys left out because they enforce only in the running daemon.
-    pub daemon_only: Vec<&'static str>,
+    /// Planes configured but left out because they enforce only in the running daemon.
+    pub daemon_only: Vec<LeftOut>,
+}
+
+/// A configured plane an offline engine leaves out, and the alerts it would have handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeftOut {
+    pub key: &'static str,
+    pub route: Route,
+}
+
+impl LeftOut {
+    fn of<P: Plane>() -> LeftOut {
+        LeftOut {
+            key: P::KEY,
+            route: P::ROUTE,
+        }
+    }
+
+    /// Refuses to act offline on a breach only the left-out plane can contain.
+    pub fn refuse(left_out: &[LeftOut], parameter: &Parameter) -> Result<(), OfflineRefusal> {
+        let route = Route::of(parameter);
+        match left_out.iter().find(|l| Some(l.route) == route) {
+            Some(l) => Err(OfflineRefusal { plane: l.key }),
+            None => Ok(()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "--offline cannot act on this breach: its plane ({plane}) enforces only inside the running \
+     daemon, so a command that exits would leave nothing in force; start `firebreak serve` and \
+     run the command without --offline"
+)]
+pub struct OfflineRefusal {
+    pub plane: &'static str,
 }
 
 /// `plane`, mirrored into the policy feed when there is one, so shims see its blocks too.
@@ -95,7 +131,7 @@ pub async fn build(
             Some((feed, auth))
         }
         Some(_) => {
-            daemon_only.push(<DelegationPlane as Plane>::KEY);
+            daemon_only.push(LeftOut::of::<DelegationPlane>());
             None
         }
         None => None,
@@ -124,6 +160,9 @@ pub async fn build(
                 .await
                 .context("cannot set up the Azure RBAC plane (azure:)")?,
         )?;
+    }
+    if let (Some(pg), Some(milvus)) = (&config.context.postgres, &config.context.milvus) {
+        side_by_side::check(pg, milvus)?;
     }
     if let Some(pg) = &config.context.postgres {
         let plane = PgVector::new(pg.clone())?;
@@ -167,7 +206,7 @@ pub async fn build(
             Some((gw, policy))
         }
         Some(_) => {
-            daemon_only.push(<ToolsPlane as Plane>::KEY);
+            daemon_only.push(LeftOut::of::<ToolsPlane>());
             None
         }
         None => None,

@@ -5,7 +5,7 @@
 //! started once per binary (in statics, never dropped) still die with the test binary.
 
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,9 +19,14 @@ fn env(name: &str) -> Result<String> {
     })
 }
 
+/// A script of this folder, found from whichever package includes the harness.
 pub fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/e2e/tools")
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .map(|dir| dir.join("tests/e2e/tools"))
+        .find(|dir| dir.is_dir())
+        .unwrap_or_else(|| manifest.join("tests/e2e/tools"))
         .join(name)
 }
 
