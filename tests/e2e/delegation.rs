@@ -76,15 +76,20 @@ struct Rig {
     plane: Arc<DelegationPlane>,
     store: EnvelopeStore,
     base: String,
-    _dir: tempfile::TempDir,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    dir: tempfile::TempDir,
 }
 
 impl Rig {
     async fn start() -> Result<Rig> {
+        Rig::open(tempfile::tempdir()?).await
+    }
+
+    /// A daemon on the journal in `dir`: a new feed (a new epoch), nothing recovered yet.
+    async fn open(dir: tempfile::TempDir) -> Result<Rig> {
         let store = envelopes()?;
         let feed = Feed::default();
         let plane = Arc::new(DelegationPlane::new(feed.clone(), &store));
-        let dir = tempfile::tempdir()?;
         let engine = Engine::open(Parts {
             journal: Journal::open(&dir.path().join("journal.db"))?,
             envelopes: store.clone(),
@@ -122,15 +127,33 @@ impl Rig {
             // Events are small and latency-bound: no Nagle.
             let _ = tcp.set_nodelay(true);
         });
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
         Ok(Rig {
             engine,
             feed,
             plane,
             store,
             base,
-            _dir: dir,
+            server,
+            dir,
         })
+    }
+
+    /// The daemon stops and a new one starts on the same journal and re-asserts what it holds.
+    async fn restart(self) -> Result<Rig> {
+        self.engine.shutdown();
+        self.server.abort();
+        let rig = Rig::open(self.dir).await?;
+        rig.engine.recover();
+        Ok(rig)
+    }
+
+    async fn document(&self, agent: &str) -> Result<Document> {
+        let (status, body) = self.get(TOKEN, &format!("?agent={agent}")).await?;
+        if status != StatusCode::OK {
+            bail!("GET feed of {agent}: {status} {body}");
+        }
+        Ok(serde_json::from_value(body)?)
     }
 
     async fn candidates(&self, alert: &Alert) -> Result<Vec<Proposal<DelegationSpec>>> {
@@ -286,7 +309,11 @@ async fn each_rung_is_applied_verified_streamed_and_reverted_through_the_served_
     // One SSE subscriber on b's document: it must see every version, first event at once.
     let mut stream = Events::open(&rig, B, None).await?;
     let first = stream.next().await?;
-    assert_eq!(first.version, 0);
+    assert_eq!(
+        first.version,
+        rig.feed.epoch(),
+        "nothing changed in this epoch"
+    );
 
     for proposal in &rungs {
         let action = &proposal.spec;
@@ -347,8 +374,9 @@ async fn each_rung_is_applied_verified_streamed_and_reverted_through_the_served_
     assert_eq!(a.refuses_edge(B, None), None);
 
     // Reconnecting with the version already seen resends nothing until the next change.
-    let seen = rig.feed.document(&AgentKey(B.into())).context("b")?.version;
-    let mut resumed = Events::open(&rig, B, Some(seen)).await?;
+    let doc = rig.feed.document(&AgentKey(B.into())).context("b")?;
+    let seen = doc.version;
+    let mut resumed = Events::open(&rig, B, Some(format!("{}.{seen}", doc.epoch))).await?;
     rig.plane.change(&rungs[1].spec, Change::Apply).await?;
     let next = resumed.next().await?;
     assert!(next.version > seen && next.inbound_isolated, "{next:?}");
@@ -363,12 +391,12 @@ struct Events {
 }
 
 impl Events {
-    async fn open(rig: &Rig, agent: &str, last_event_id: Option<u64>) -> Result<Events> {
+    async fn open(rig: &Rig, agent: &str, last_event_id: Option<String>) -> Result<Events> {
         let mut req = reqwest::Client::new()
             .get(format!("{}/v1/feed/stream?agent={agent}", rig.base))
             .bearer_auth(TOKEN);
         if let Some(id) = last_event_id {
-            req = req.header("Last-Event-ID", id.to_string());
+            req = req.header("Last-Event-ID", id);
         }
         Ok(Events {
             resp: req.send().await?.error_for_status()?,
@@ -480,6 +508,7 @@ async fn bad_tokens_unknown_agents_and_malformed_policy_get_clear_errors() -> Re
 async fn a_dry_run_plans_the_sever_and_changes_no_feed_version() -> Result<()> {
     let rig = Rig::start().await?;
     let (_, before) = rig.get(TOKEN, &format!("?agent={A}")).await?;
+    let version = rig.feed.version();
     let dry = rig
         .engine
         .submit(alert("dry-1", B)?, Request::DryRun)
@@ -492,8 +521,73 @@ async fn a_dry_run_plans_the_sever_and_changes_no_feed_version() -> Result<()> {
         chosen.blast_radius.broken, 0,
         "a → b is outside the envelope"
     );
-    assert_eq!(rig.feed.version(), 0, "a dry run wrote the feed");
+    assert_eq!(rig.feed.version(), version, "a dry run wrote the feed");
     let (_, after) = rig.get(TOKEN, &format!("?agent={A}")).await?;
     assert_eq!(before, after);
+    Ok(())
+}
+
+/// Contains `a → b` through the engine under the runbook; answers the incident.
+async fn sever(rig: &Rig, id: &str) -> Result<IncidentId> {
+    let submitted = rig.engine.submit(alert(id, B)?, Request::Runbook).await?;
+    let plan = submitted.plan.as_ref().context("a plan")?;
+    let status = rig.engine.settled(&submitted.incident, &plan.id).await;
+    anyhow::ensure!(status == Some(PlanStatus::Contained), "{id}: {status:?}");
+    Ok(submitted.incident)
+}
+
+/// The reproduction: a shim that cached a high version from the old daemon must take
+/// the restarted daemon's documents, both ways a shim can resume (an `EPOCH.VERSION` event id,
+/// or a bare version from an older shim); and what the new daemon recovered from the journal
+/// is in its feed before any new alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_daemon_serves_newer_versions_and_a_cached_shim_resyncs() -> Result<()> {
+    let rig = Rig::start().await?;
+    for round in 0..2 {
+        let incident = sever(&rig, &format!("before-{round}")).await?;
+        rig.engine.rollback(&incident, Some("test".into())).await?;
+    }
+    let held = sever(&rig, "held-across-restart").await?;
+    let cached = rig.document(A).await?;
+    assert_eq!(cached.severed, [B], "{cached:?}");
+
+    let rig = rig.restart().await?;
+    // The new daemon re-asserted the held sever from the journal: same decision, newer version.
+    let recovered = rig.document(A).await?;
+    assert_eq!(
+        recovered.severed,
+        [B],
+        "recovered from the journal: {recovered:?}"
+    );
+    assert_ne!(recovered.epoch, cached.epoch);
+    assert!(
+        recovered.version > cached.version,
+        "{recovered:?} vs {cached:?}"
+    );
+    rig.engine.rollback(&held, Some("test".into())).await?;
+
+    // A shim resuming with the old daemon's event id is resynced at once (another epoch)…
+    let mut resumed = Events::open(&rig, A, Some(format!("{}.{}", cached.epoch, u64::MAX))).await?;
+    let first = resumed.next().await?;
+    assert!(
+        first.severed.is_empty(),
+        "the rollback is what it sees: {first:?}"
+    );
+    // …and so is an older shim with a bare version: every version now is newer than it.
+    let mut bare = Events::open(&rig, A, Some(cached.version.to_string())).await?;
+    let current = bare.next().await?;
+    assert!(
+        current.version > cached.version,
+        "{current:?} vs cached {cached:?}"
+    );
+    let incident = sever(&rig, "after-restart").await?;
+    let seen = bare.next().await?;
+    assert!(
+        seen.version > current.version && seen.severed == [B],
+        "{seen:?} after {current:?}"
+    );
+    let refused = seen.refuses_edge(B, None);
+    assert!(refused.is_some_and(|r| r.contains("severed")));
+    rig.engine.rollback(&incident, Some("test".into())).await?;
     Ok(())
 }

@@ -63,8 +63,8 @@ async fn until_refused(agent: &mut Agent, tool: &str, args: &Value) -> Result<St
 }
 
 #[tokio::test]
-async fn contain_through_the_daemon_revokes_the_tool_at_its_gateway_and_offline_refuses() -> Result<()>
-{
+async fn contain_through_the_daemon_revokes_the_tool_at_its_gateway_and_offline_refuses(
+) -> Result<()> {
     let upstream = Server::fastmcp()?;
     let ws = Workspace::new(BIN)?;
     ws.add_envelope("payment-agent", ENVELOPE)?;
@@ -123,7 +123,10 @@ async fn contain_through_the_daemon_revokes_the_tool_at_its_gateway_and_offline_
         stderr.contains("gateway") && stderr.contains("firebreak serve"),
         "{stderr}"
     );
-    let (code, _, stderr) = ws.cli(&opts, &["rollback", "--offline", "--by", "alice", &incident])?;
+    let (code, _, stderr) = ws.cli(
+        &opts,
+        &["rollback", "--offline", "--by", "alice", &incident],
+    )?;
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("gateway"), "{stderr}");
     assert_eq!(journal(&ws)?, before, "nothing journaled");
@@ -135,6 +138,9 @@ async fn contain_through_the_daemon_revokes_the_tool_at_its_gateway_and_offline_
     let (code, stdout, stderr) = daemon.cli(&["rollback", "--by", "alice", &incident])?;
     assert_eq!(code, 0, "{stdout}{stderr}");
     let after = agent.call("export_payouts", payout).await?;
-    assert!(!after.is_error, "served again after the rollback: {after:?}");
+    assert!(
+        !after.is_error,
+        "served again after the rollback: {after:?}"
+    );
     Ok(())
 }

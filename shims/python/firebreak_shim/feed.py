@@ -2,7 +2,7 @@
 document, and the edge decision every framework guard asks.
 
 The feed serves ``GET /v1/feed/stream?agent=KEY`` (an event ``policy`` carrying the whole
-document, ``id`` = its version) and comments every few seconds while idle. Any line counts as
+document, ``id`` = ``EPOCH.VERSION``) and comments every few seconds while idle. Any line counts as
 contact. Once an agent's stream has been silent longer than ``staleness`` seconds, edges
 involving that agent are refused ("fail closed"): a feed that cannot be reached must not let a
 severed edge through.
@@ -133,8 +133,9 @@ class FeedClient:
         headers = {"Accept": "text/event-stream"}
         cached = self._docs.get(agent)
         if cached is not None:
-            # The feed resends only if the document changed meanwhile.
-            headers["Last-Event-ID"] = str(cached["version"])
+            # The feed resends only if the document changed meanwhile, or if it is another
+            # feed (a restarted or standby daemon: another epoch).
+            headers["Last-Event-ID"] = f"{cached.get('epoch', 0)}.{cached['version']}"
         with http.stream("GET", f"{self.url}/v1/feed/stream", params={"agent": agent}, headers=headers) as resp:
             if resp.status_code in (401, 403, 404):
                 resp.read()
@@ -156,7 +157,9 @@ class FeedClient:
     def _store(self, agent: str, doc: dict) -> None:
         with self._changed:
             old = self._docs.get(agent)
-            if old is not None and old["version"] >= doc["version"]:
+            # Within one feed, versions only grow: an older one is a late duplicate. A document
+            # from another epoch replaces the cache whatever its version.
+            if old is not None and old.get("epoch") == doc.get("epoch") and old["version"] >= doc["version"]:
                 return
             self._docs[agent] = doc
             self._changed.notify_all()

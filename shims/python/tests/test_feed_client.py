@@ -79,3 +79,17 @@ def test_severed_edges_fail_closed_once_the_feed_is_unreachable_past_staleness(e
         time.sleep(1.3)
         reason = client.edge_refusal(a, c)
         assert reason is not None and "unreachable" in reason and "failing closed" in reason
+
+
+def test_a_document_from_another_epoch_replaces_the_cache_whatever_its_version(env, keys):
+    """A restarted (or standby) daemon's feed is another epoch: the shim takes its document even
+    if the old daemon's version was higher, and ignores late duplicates within one epoch."""
+    client = FeedClient(env["FIREBREAK_FEED_URL"], env["FIREBREAK_FEED_TOKEN"], [keys["A"]])
+    agent = keys["A"]
+    old = {"agent": agent, "epoch": 2, "version": 900, "severed": [keys["B"]], "severedFrom": [],
+           "inboundIsolated": False, "paused": False, "revokedTools": [], "blockedDestinations": []}
+    client._store(agent, old)
+    client._store(agent, {**old, "version": 899, "severed": []})
+    assert client.document(agent)["severed"] == [keys["B"]], "a late duplicate is ignored"
+    client._store(agent, {**old, "epoch": 1, "version": 5, "severed": []})
+    assert client.document(agent)["severed"] == [], "another epoch resyncs"

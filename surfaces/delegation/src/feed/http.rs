@@ -150,13 +150,14 @@ pub fn router(feed: Feed, auth: FeedAuth) -> Router {
 }
 
 /// Query strings are read as text so every mistake gets a JSON error naming the parameter.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct FeedQuery {
     agent: Option<String>,
     version: Option<String>,
 }
 
 /// A refused request: its status and a message saying what to fix, served as JSON.
+#[derive(Debug)]
 struct Refusal {
     status: StatusCode,
     message: String,
@@ -234,9 +235,22 @@ async fn document(
         .ok_or_else(|| unknown(&agent))
 }
 
-/// The version the client already has: `Last-Event-ID` (what EventSource resends on
-/// reconnect) or `?version=`.
-fn seen_version(headers: &HeaderMap, query: &FeedQuery) -> Result<Option<u64>, Refusal> {
+/// What the client already has: `Last-Event-ID` (what EventSource resends on reconnect, the
+/// `epoch.version` of the last event) or `?version=` (a version, or `epoch.version`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    epoch: Option<u64>,
+    version: u64,
+}
+
+impl Seen {
+    /// Whether `doc` is news to this client: another epoch always is (resync).
+    fn is_older_than(&self, doc: &Document) -> bool {
+        self.epoch.is_some_and(|e| e != doc.epoch) || doc.version > self.version
+    }
+}
+
+fn seen_version(headers: &HeaderMap, query: &FeedQuery) -> Result<Option<Seen>, Refusal> {
     let given = headers
         .get("last-event-id")
         .map(|v| ("Last-Event-ID header", v.to_str().unwrap_or("(not text)")))
@@ -244,15 +258,34 @@ fn seen_version(headers: &HeaderMap, query: &FeedQuery) -> Result<Option<u64>, R
             .version
             .as_deref()
             .map(|v| ("query parameter version", v)));
-    match given {
-        None => Ok(None),
-        Some((name, text)) => text.trim().parse().map(Some).map_err(|_| {
-            Refusal::new(
-                StatusCode::BAD_REQUEST,
-                format!("{name} must be a feed version (a non-negative integer), got {text:?}"),
-            )
+    let Some((name, text)) = given else {
+        return Ok(None);
+    };
+    let parsed = match text.trim().split_once('.') {
+        Some((epoch, version)) => {
+            epoch
+                .parse()
+                .ok()
+                .zip(version.parse().ok())
+                .map(|(epoch, version)| Seen {
+                    epoch: Some(epoch),
+                    version,
+                })
+        }
+        None => text.trim().parse().ok().map(|version| Seen {
+            epoch: None,
+            version,
         }),
-    }
+    };
+    parsed.map(Some).ok_or_else(|| {
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{name} must be a feed version (a non-negative integer, or EPOCH.VERSION as the \
+                 stream's event ids), got {text:?}"
+            ),
+        )
+    })
 }
 
 async fn stream(
@@ -274,9 +307,12 @@ async fn stream(
                 match doc {
                     // The agent was forgotten: nothing more to say on this stream.
                     None => return None,
-                    Some(doc) if seen.is_none_or(|v| doc.version > v) => {
-                        let version = doc.version;
-                        return Some((Ok::<_, Infallible>(event(&doc)), (rx, Some(version))));
+                    Some(doc) if seen.is_none_or(|s| s.is_older_than(&doc)) => {
+                        let sent = Seen {
+                            epoch: Some(doc.epoch),
+                            version: doc.version,
+                        };
+                        return Some((Ok::<_, Infallible>(event(&doc)), (rx, Some(sent))));
                     }
                     Some(_) => {}
                 }
@@ -294,13 +330,43 @@ fn event(doc: &Document) -> Event {
     let data = serde_json::to_string(doc).unwrap_or_default();
     Event::default()
         .event("policy")
-        .id(doc.version.to_string())
+        .id(format!("{}.{}", doc.epoch, doc.version))
         .data(data)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_from_another_epoch_resyncs_whatever_its_version() {
+        let feed = crate::Feed::with_epoch(1_000);
+        let agent = AgentKey("c/n/Deployment/a".into());
+        feed.set_agents([agent.clone()]);
+        let doc = feed.document(&agent).expect("known");
+        let seen = |id: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("last-event-id", id.parse().expect("header"));
+            seen_version(&headers, &FeedQuery::default()).expect("parses")
+        };
+        let current = seen(&format!("1000.{}", doc.version)).expect("given");
+        assert!(!current.is_older_than(&doc), "up to date");
+        let other_epoch = seen("999999999.999999999").expect("given");
+        assert!(other_epoch.is_older_than(&doc), "another epoch resyncs");
+        assert!(
+            seen("5").expect("given").is_older_than(&doc),
+            "a plain version compares"
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert("last-event-id", "1.x".parse().expect("header"));
+        let refusal = seen_version(&headers, &FeedQuery::default()).expect_err("refused");
+        assert_eq!(refusal.status, StatusCode::BAD_REQUEST);
+        assert!(
+            refusal.message.contains("EPOCH.VERSION"),
+            "{}",
+            refusal.message
+        );
+    }
 
     fn config(json: &str) -> Result<FeedAuth, String> {
         let config: FeedConfig = serde_json::from_str(json).map_err(|e| e.to_string())?;

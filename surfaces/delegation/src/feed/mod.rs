@@ -2,6 +2,13 @@
 //!
 //! Control planes write rules (each held by an incident, so two incidents holding the same rule
 //! release it independently); shims read one JSON document per agent, by poll or by SSE.
+//!
+//! The feed lives in the daemon's memory and is rebuilt from the journal on every start, while
+//! shims outlive the daemon. So versions never go back: each feed has an `epoch` (its start, in
+//! µs since the Unix epoch), documents nothing changed in this epoch carry the epoch as their
+//! version, and every change takes `max(last + 1, now in µs)`. A restarted or standby daemon's
+//! documents are newer than anything an older one served, and a shim that sees another epoch
+//! takes the document whatever its version (the clock may have stepped back).
 
 mod http;
 
@@ -50,7 +57,9 @@ pub struct DestinationRef {
 #[serde(rename_all = "camelCase")]
 pub struct Document {
     pub agent: AgentKey,
-    /// Increases with every change to this document; 0 = nothing was ever contained.
+    /// The feed that served it: a different epoch means resync, not compare.
+    pub epoch: u64,
+    /// Increases with every change to this document, across daemon restarts.
     pub version: u64,
     /// Agents this agent may no longer delegate to.
     pub severed: Vec<String>,
@@ -92,9 +101,10 @@ struct Entry {
 }
 
 /// The feed's whole state; the watch channel carries it so subscribers wake on every change.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct State {
-    /// The last version handed out, across agents.
+    epoch: u64,
+    /// The last version handed out, across agents (the epoch until something changes).
     version: u64,
     /// Agents with an envelope: served even before anything is contained.
     known: BTreeSet<AgentKey>,
@@ -102,6 +112,15 @@ pub(crate) struct State {
 }
 
 impl State {
+    fn new(epoch: u64) -> State {
+        State {
+            epoch,
+            version: epoch,
+            known: BTreeSet::new(),
+            entries: HashMap::new(),
+        }
+    }
+
     fn hold(&mut self, agent: &AgentKey, rule: &Rule, holder: &str) -> bool {
         let holders = self
             .entries
@@ -139,7 +158,7 @@ impl State {
 
     /// A rule appeared or disappeared: every document showing it gets a new version.
     fn bump(&mut self, agent: &AgentKey, rule: &Rule) {
-        self.version += 1;
+        self.version = (self.version + 1).max(micros_since_unix_epoch());
         let version = self.version;
         self.entries.entry(agent.clone()).or_default().version = version;
         if let Rule::Severed { to } = rule {
@@ -165,7 +184,8 @@ impl State {
         }
         let mut doc = Document {
             agent: agent.clone(),
-            version: entry.map_or(0, |e| e.version),
+            epoch: self.epoch,
+            version: entry.map_or(self.epoch, |e| e.version),
             severed: Vec::new(),
             severed_from: Vec::new(),
             inbound_isolated: false,
@@ -211,15 +231,31 @@ pub struct Feed {
     state: Arc<watch::Sender<State>>,
 }
 
+fn micros_since_unix_epoch() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+}
+
 impl Default for Feed {
+    /// A feed whose epoch is now.
     fn default() -> Self {
-        Self {
-            state: Arc::new(watch::Sender::new(State::default())),
-        }
+        Feed::with_epoch(micros_since_unix_epoch())
     }
 }
 
 impl Feed {
+    pub fn with_epoch(epoch: u64) -> Feed {
+        Self {
+            state: Arc::new(watch::Sender::new(State::new(epoch))),
+        }
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.state.borrow().epoch
+    }
+
     /// Agents the feed serves before anything is contained (those with an envelope). Replaces
     /// the previous set; agents holding rules are served regardless.
     pub fn set_agents(&self, agents: impl IntoIterator<Item = AgentKey>) {
@@ -303,8 +339,44 @@ mod tests {
         let feed = Feed::default();
         assert_eq!(feed.document(&key("a")), None);
         feed.set_agents([key("a")]);
-        assert_eq!(feed.document(&key("a")).expect("known").version, 0);
-        assert_eq!(feed.version(), 0, "knowing agents is not a change");
+        let doc = feed.document(&key("a")).expect("known");
+        assert_eq!((doc.epoch, doc.version), (feed.epoch(), feed.epoch()));
+        assert_eq!(
+            feed.version(),
+            feed.epoch(),
+            "knowing agents is not a change"
+        );
+    }
+
+    #[test]
+    fn a_later_feed_serves_newer_versions_than_an_earlier_one_ever_did() {
+        let before = Feed::default();
+        let a = key("a");
+        for n in 0..1_000 {
+            let holder = format!("inc-{n}");
+            before.set(&a, &severed("b"), &holder);
+            before.clear(&a, &severed("b"), &holder);
+        }
+        let last = before.document(&a).expect("a").version;
+        // The daemon restarts: a new feed, rebuilt from the journal.
+        let after = Feed::default();
+        after.set_agents([a.clone()]);
+        let untouched = after.document(&a).expect("a");
+        assert!(untouched.version > last, "{} <= {last}", untouched.version);
+        after.set(&a, &severed("b"), "inc-x");
+        assert!(after.document(&a).expect("a").version > untouched.version);
+    }
+
+    #[test]
+    fn versions_grow_even_when_the_clock_is_behind_the_epoch() {
+        // An epoch far in the future stands for a clock that stepped back since.
+        let feed = Feed::with_epoch(u64::MAX / 2);
+        let a = key("a");
+        feed.set(&a, &severed("b"), "i");
+        let v1 = feed.document(&a).expect("a").version;
+        feed.clear(&a, &severed("b"), "i");
+        assert_eq!(v1, u64::MAX / 2 + 1);
+        assert_eq!(feed.document(&a).expect("a").version, v1 + 1);
     }
 
     #[test]
