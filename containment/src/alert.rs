@@ -11,6 +11,9 @@ use crate::error::InputError;
 /// Largest alert body accepted anywhere (HTTP, CLI): alerts are small; a big one is an attack.
 pub const MAX_ALERT_BYTES: usize = 64 * 1024;
 
+const CONTROL_CHARACTERS: &str =
+    "contains a control character (newline, tab, escape…); identifiers must be printable";
+
 /// One axis of the envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -249,9 +252,22 @@ impl Parameter {
                 v
             }
             Parameter::Network { destination, .. } => vec![("destination", destination)],
-            Parameter::Process { .. } => vec![],
+            Parameter::Process {
+                exec,
+                path,
+                syscall,
+            } => [("exec", exec), ("path", path), ("syscall", syscall)]
+                .into_iter()
+                .filter_map(|(name, value)| value.as_deref().map(|v| (name, v)))
+                .collect(),
         };
         for (name, value) in fields {
+            if value.chars().any(char::is_control) {
+                return Err(InputError::new(
+                    format!("parameter.{name}"),
+                    CONTROL_CHARACTERS,
+                ));
+            }
             if value.trim().is_empty() {
                 return Err(InputError::new(
                     format!("parameter.{name}"),
@@ -343,6 +359,8 @@ impl Alert {
     }
 
     /// Parses and validates a native alert. Every error names the field and the reason.
+    /// Identifiers end up in logs and journals: control characters (a newline forging a log
+    /// line) are refused, not escaped.
     pub fn from_json(bytes: &[u8]) -> Result<Alert, InputError> {
         if bytes.len() > MAX_ALERT_BYTES {
             return Err(InputError::new(
@@ -363,6 +381,11 @@ impl Alert {
         }
         if raw.source.trim().is_empty() || raw.source.len() > 128 {
             return Err(InputError::new("source", "must be 1 to 128 characters"));
+        }
+        for (field, value) in [("id", &raw.id), ("source", &raw.source)] {
+            if value.chars().any(char::is_control) {
+                return Err(InputError::new(field, CONTROL_CHARACTERS));
+            }
         }
         raw.agent.validate().map_err(|e| e.within("agent"))?;
         let parameter = Parameter::parse(raw.dimension, &raw.parameter)?;
@@ -434,8 +457,41 @@ mod tests {
     #[test]
     fn missing_parameter_field_names_it() {
         let e = error_for(|v| v["parameter"] = serde_json::json!({"action": "s3:PutObject"}));
-        assert_eq!(e.field, "parameter");
+        assert_eq!(e.field, "parameter.resource");
         assert!(e.reason.contains("resource"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_top_level_field_is_named() {
+        let e = error_for(|v| {
+            v.as_object_mut().map(|o| o.remove("tier"));
+        });
+        assert_eq!(e.field, "tier", "{e}");
+        let e = error_for(|v| {
+            v["agent"]
+                .as_object_mut()
+                .map(|o| o.remove("serviceAccount"));
+        });
+        assert_eq!(e.field, "agent.serviceAccount", "{e}");
+    }
+
+    #[test]
+    fn control_characters_in_identifiers_are_refused_with_the_field() {
+        let forged = "export\n2026-12-07T02:47:00Z INFO contained incident=inc-0";
+        let e = error_for(|v| v["id"] = forged.into());
+        assert_eq!(e.field, "id");
+        assert!(e.reason.contains("control character"), "{e}");
+        let e = error_for(|v| v["source"] = "falco\u{1b}[2J".into());
+        assert_eq!(e.field, "source");
+        let e = error_for(|v| v["parameter"]["resource"] = forged.into());
+        assert_eq!(e.field, "parameter.resource");
+        let e = error_for(|v| v["agent"]["namespace"] = "default\nkube-system".into());
+        assert_eq!(e.field, "agent.namespace");
+        let e = error_for(|v| {
+            v["dimension"] = "process".into();
+            v["parameter"] = serde_json::json!({"exec": "/bin/sh\r"});
+        });
+        assert_eq!(e.field, "parameter.exec");
     }
 
     #[test]

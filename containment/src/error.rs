@@ -34,9 +34,7 @@ impl InputError {
         let de = &mut serde_json::Deserializer::from_slice(bytes);
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
-            let inner = e.into_inner();
-            let field = if path == "." { String::new() } else { path };
-            InputError::new(field, clean_serde_message(&inner.to_string()))
+            located(&path, &e.into_inner().to_string())
         })
     }
 
@@ -45,11 +43,23 @@ impl InputError {
         let de = serde_yaml::Deserializer::from_str(text);
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
-            let inner = e.into_inner();
-            let field = if path == "." { String::new() } else { path };
-            InputError::new(field, clean_serde_message(&inner.to_string()))
+            located(&path, &e.into_inner().to_string())
         })
     }
+}
+
+/// serde reports a missing field at its parent's path (`.` for the top level): name the field.
+fn located(path: &str, message: &str) -> InputError {
+    let parent = if path == "." { "" } else { path };
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    let field = match (parent, missing) {
+        (parent, Some(name)) if !parent.is_empty() => format!("{parent}.{name}"),
+        (_, Some(name)) => name.to_string(),
+        (parent, None) => parent.to_string(),
+    };
+    InputError::new(field, clean_serde_message(message))
 }
 
 /// serde appends " at line 1 column 42"; keep it (it helps) but drop serde's Rust-ish jargon.

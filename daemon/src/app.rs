@@ -145,14 +145,36 @@ pub async fn engine(
     })
 }
 
-/// Reads the API token, creating it (0600) on first start. Never logs the token itself.
+/// The shortest API token accepted: the one `serve` generates is 64 hex characters.
+pub const MIN_TOKEN_BYTES: usize = 32;
+
+/// Reads the API token, creating it (0600) on first start. Never logs the token itself. A token
+/// file others can read, or a token short enough to guess, is refused: it approves plans.
 pub fn api_token(path: &Path) -> anyhow::Result<String> {
+    use std::os::unix::fs::PermissionsExt;
     match std::fs::read_to_string(path) {
-        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_string()),
-        Ok(_) => anyhow::bail!(
-            "API token file {} is empty; delete it to get a new one",
-            path.display()
-        ),
+        Ok(text) => {
+            let mode = std::fs::metadata(path)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                anyhow::bail!(
+                    "API token file {} is readable or writable by group or others (mode {:o}); \
+                     run `chmod 600 {}`",
+                    path.display(),
+                    mode & 0o777,
+                    path.display()
+                );
+            }
+            let token = text.trim();
+            if token.len() < MIN_TOKEN_BYTES {
+                anyhow::bail!(
+                    "API token in {} has {} bytes, fewer than {MIN_TOKEN_BYTES}; delete the file \
+                     to get a new one, or write a longer random token",
+                    path.display(),
+                    token.len()
+                );
+            }
+            return Ok(token.to_string());
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => {
             return Err(e).with_context(|| format!("cannot read API token {}", path.display()))
@@ -177,4 +199,38 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
         .mode(0o600)
         .open(path)?;
     file.write_all(text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn a_generated_token_is_private_and_read_back() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("api-token");
+        let token = api_token(&path).expect("created");
+        assert_eq!(token.len(), 64);
+        let mode = std::fs::metadata(&path).expect("file").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(api_token(&path).expect("read back"), token);
+    }
+
+    #[test]
+    fn a_token_others_can_read_or_short_enough_to_guess_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("api-token");
+        write_private(&path, "x").expect("write");
+        let err = api_token(&path).expect_err("1 byte").to_string();
+        assert!(err.contains("1 bytes, fewer than 32"), "{err}");
+        std::fs::write(&path, "a".repeat(64)).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let err = api_token(&path).expect_err("world-readable").to_string();
+        assert!(
+            err.contains("mode 644") && err.contains("chmod 600"),
+            "{err}"
+        );
+    }
 }

@@ -45,6 +45,26 @@ pub struct Config {
     /// The eBPF egress enforcement point: set when the daemon runs as a node agent (root).
     #[serde(default)]
     pub network: Option<firebreak_ebpf::EgressConfig>,
+    #[serde(default)]
+    pub log: LogSection,
+}
+
+/// How the daemon writes its log (stderr; the level comes from `FIREBREAK_LOG`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LogSection {
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human lines (colour on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line, for a log pipeline.
+    Json,
 }
 
 /// The alert sources: HTTP endpoints (Kubescape, Falco, CloudEvents) and NATS JetStream.

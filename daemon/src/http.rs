@@ -175,6 +175,7 @@ async fn post_alert(State(api): State<Api>, raw: Result<Bytes, BytesRejection>) 
             .alerts
             .with_label_values(&["rejected"])
             .inc();
+        tracing::debug!(status = %e.status, field = %e.field, reason = %e.reason, "alert rejected");
         e.into_response()
     })
 }
@@ -281,6 +282,7 @@ async fn respond(api: &Api, source: &str, items: Result<Vec<Item>, InputError>) 
         Ok(items) => items,
         Err(e) => {
             api.sources.count(source, Outcome::Rejected);
+            tracing::debug!(source, field = %e.field, reason = %e.reason, "alert rejected");
             return ApiError::from(e).into_response();
         }
     };

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -15,7 +16,7 @@ use firebreak_containment::{AgentRef, Alert};
 use serde_json::{json, Value};
 
 use firebreak_daemon::client::Answer;
-use firebreak_daemon::config::Config;
+use firebreak_daemon::config::{Config, LogFormat};
 use firebreak_daemon::planes::{LeftOut, Mode};
 use firebreak_daemon::{app, http, ingest, planes, render, sources};
 
@@ -206,7 +207,17 @@ const EXIT_NOT_CONTAINED: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(matches!(cli.command, Command::Serve | Command::Gateway));
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("firebreak: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(
+        matches!(cli.command, Command::Serve | Command::Gateway),
+        config.log.format,
+    );
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -214,7 +225,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, config)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("firebreak: {e:#}");
@@ -232,20 +243,24 @@ fn main() -> ExitCode {
 #[error("{0}")]
 struct BadInput(String);
 
-fn init_tracing(daemon: bool) {
+fn init_tracing(daemon: bool, format: LogFormat) {
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("FIREBREAK_LOG").unwrap_or_else(|_| {
             tracing_subscriber::EnvFilter::new(if daemon { "info" } else { "warn" })
         });
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        // One JSON object per line: a field cannot forge another line.
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let config = Config::load(cli.config.as_deref()).map_err(|e| BadInput(format!("{e:#}")))?;
+async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
     let paths = app::Paths::new(&config, cli.data_dir.as_deref())?;
     let out = cli.output;
     match cli.command {
@@ -536,32 +551,62 @@ async fn serve(config: Config, paths: app::Paths) -> anyhow::Result<ExitCode> {
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(stopped())
-        .await?;
-    // Work in flight is journaled: the next start resumes it.
-    engine.shutdown();
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let server = axum::serve(listener, router).with_graceful_shutdown({
+        let stop = stop.clone();
+        async move { stop.notified().await }
+    });
+    let server = tokio::spawn(async move { server.await });
+    stopped().await;
+    stop.notify_one();
+    // Requests in flight finish; feed streams never end by themselves, so the wait is bounded.
+    match tokio::time::timeout(DRAIN, server).await {
+        Ok(served) => served??,
+        Err(_) => tracing::warn!(
+            within = ?DRAIN,
+            "connections still open (feed streams); closing them"
+        ),
+    }
+    if engine.drain(DRAIN).await {
+        tracing::info!("stopped: every step in flight finished");
+    } else {
+        tracing::warn!(within = ?DRAIN, "stopped with steps in flight; they are journaled and the next start resumes them");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-/// SIGINT or SIGTERM (what `kill PID` and Kubernetes send).
+/// How long a stop waits for connections, then for the engine's steps in flight.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// SIGINT or SIGTERM (what `kill PID` and Kubernetes send). SIGHUP, which would otherwise
+/// kill the process silently, is logged and ignored: configuration is read at start.
 async fn stopped() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch SIGTERM; stop with SIGINT");
-                std::future::pending::<()>().await
-            }
+    use tokio::signal::unix::{signal, SignalKind};
+    let (term, hangup) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) {
+        (Ok(term), Ok(hangup)) => (term, hangup),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM/SIGHUP; stop with SIGINT");
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!(signal = "SIGINT", "stopping");
+            return;
         }
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
+    let (mut term, mut hangup) = (term, hangup);
+    loop {
+        let signal = tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+            _ = hangup.recv() => {
+                tracing::warn!(signal = "SIGHUP", "ignored: configuration, envelopes and runbooks are read at start; restart to apply changes");
+                continue;
+            }
+        };
+        tracing::info!(signal, "stopping");
+        return;
     }
-    tracing::info!("stopping");
 }
 
 async fn envelope(

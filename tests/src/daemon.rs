@@ -199,6 +199,19 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Sends `signal` (e.g. `HUP`, `TERM`) to the daemon's process, by its PID.
+    pub fn signal(&self, signal: &str) -> Result<()> {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .context("cannot run kill")?;
+        if !status.success() {
+            bail!("kill -{signal} {} failed: {status}", self.child.id());
+        }
+        Ok(())
+    }
+
     /// Waits for the process to exit by itself (e.g. a fault-injected crash).
     pub async fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
         let until = Instant::now() + timeout;

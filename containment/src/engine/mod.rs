@@ -165,6 +165,8 @@ pub(crate) struct Shared {
     metrics: Metrics,
     config: EngineConfig,
     router: Router,
+    /// Every incident task, so a stop can wait for the steps in flight.
+    tasks: tokio_util::task::TaskTracker,
 }
 
 #[derive(Clone)]
@@ -222,6 +224,7 @@ impl Engine {
                 metrics: parts.metrics,
                 config: parts.config,
                 router,
+                tasks: tokio_util::task::TaskTracker::new(),
             }),
         })
     }
@@ -250,6 +253,17 @@ impl Engine {
     /// Stops every incident task (they finish the step at hand); later calls answer `Stopping`.
     pub fn shutdown(&self) {
         self.shared.router.close();
+    }
+
+    /// Stops taking work and waits, at most `within`, for every incident's step in flight
+    /// (a plane call, a journal write) to finish. False when some were still running: they
+    /// are journaled as intents, and the next start resumes them.
+    pub async fn drain(&self, within: Duration) -> bool {
+        self.shutdown();
+        self.shared.tasks.close();
+        tokio::time::timeout(within, self.shared.tasks.wait())
+            .await
+            .is_ok()
     }
 
     pub fn metrics(&self) -> &Metrics {

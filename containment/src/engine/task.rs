@@ -119,7 +119,7 @@ impl Task {
             replans: HashMap::new(),
             rollback_waiters: Vec::new(),
         };
-        tokio::spawn(task.run().instrument(span));
+        shared.tasks.spawn(task.run().instrument(span));
     }
 
     async fn run(mut self) {
