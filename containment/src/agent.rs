@@ -83,6 +83,27 @@ fn check_name(value: &str) -> Result<(), String> {
 #[serde(transparent)]
 pub struct AgentKey(pub String);
 
+impl AgentKey {
+    /// Checks that `text` is `cluster/namespace/Kind/name`, by the rules an alert's agent
+    /// follows; the reason names what is wrong.
+    pub fn check(text: &str) -> Result<(), String> {
+        let parts: Vec<&str> = text.split('/').collect();
+        let [cluster, namespace, kind, name] = parts.as_slice() else {
+            return Err(format!(
+                "{text:?} is not cluster/namespace/Kind/name, e.g. prod/payments/Deployment/payment-agent"
+            ));
+        };
+        AgentRef {
+            cluster: cluster.to_string(),
+            namespace: namespace.to_string(),
+            workload: format!("{kind}/{name}"),
+            service_account: "serviceaccount".into(),
+        }
+        .validate()
+        .map_err(|e| format!("{text:?}: {e}"))
+    }
+}
+
 impl fmt::Display for AgentKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -591,3 +591,25 @@ async fn a_restarted_daemon_serves_newer_versions_and_a_cached_shim_resyncs() ->
     rig.engine.rollback(&incident, Some("test".into())).await?;
     Ok(())
 }
+
+/// A delegation alert whose `to` is a graph node name: no shim would match a rule on it, so it
+/// is escalated with the reason, never "contained".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_naming_a_node_not_an_agent_is_escalated_not_contained() -> Result<()> {
+    let rig = Rig::start().await?;
+    let version = rig.feed.version();
+    let submitted = rig
+        .engine
+        .submit(alert("node-1", "researcher_node")?, Request::Runbook)
+        .await?;
+    assert_eq!(submitted.plan_status(), Some(PlanStatus::Escalated));
+    let plan = submitted.plan.as_ref().context("a plan")?;
+    assert!(plan.chosen.is_none(), "{plan:?}");
+    let reason = plan.escalation.as_deref().unwrap_or_default();
+    assert!(
+        reason.contains("researcher_node") && reason.contains("agent key"),
+        "{reason}"
+    );
+    assert_eq!(rig.feed.version(), version, "the feed was written");
+    Ok(())
+}

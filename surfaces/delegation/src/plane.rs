@@ -101,6 +101,16 @@ fn breached(input: &PlanInput<'_>) -> Option<(AgentKey, String)> {
     }
 }
 
+fn malformed_parties(input: &PlanInput<'_>) -> Vec<(&'static str, String)> {
+    let Some((from, to)) = breached(input) else {
+        return Vec::new();
+    };
+    [("from", from.0), ("to", to)]
+        .into_iter()
+        .filter_map(|(field, key)| AgentKey::check(&key).err().map(|reason| (field, reason)))
+        .collect()
+}
+
 /// The feed rule an action holds, on whose document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hold {
@@ -129,6 +139,9 @@ pub struct DelegationSpec {
 
 struct DelegationObservation {
     edges: Arc<Vec<Edge>>,
+    /// The alert's `from`/`to` that are no agent key (a graph node's name): shims match edges
+    /// by agent key, so a rule on them would refuse nothing.
+    malformed: Vec<(&'static str, String)>,
 }
 
 fn invalid(detail: impl Into<String>) -> PlaneError {
@@ -149,6 +162,12 @@ impl Observation<DelegationSpec> for DelegationObservation {
             return Err(invalid(
                 "parameter.to is empty; name the callee's agent key",
             ));
+        }
+        if let Some((field, reason)) = self.malformed.first() {
+            return Err(invalid(format!(
+                "parameter.{field}: {reason}; shims match edges by agent key, so a cut on it \
+                 would refuse nothing: send the agent key, not a graph node or crew member name"
+            )));
         }
         // The plan's own envelope version wins over the snapshot for the alert's agent.
         let own = input.envelope.agent_key();
@@ -250,10 +269,13 @@ impl Plane for DelegationPlane {
 
     async fn observe(
         &self,
-        _input: &PlanInput<'_>,
+        input: &PlanInput<'_>,
     ) -> Result<Box<dyn Observation<DelegationSpec>>, PlaneError> {
         let edges = self.edges.read().unwrap_or_else(|p| p.into_inner()).clone();
-        Ok(Box::new(DelegationObservation { edges }))
+        Ok(Box::new(DelegationObservation {
+            edges,
+            malformed: malformed_parties(input),
+        }))
     }
 
     async fn change(&self, spec: &DelegationSpec, change: Change) -> Result<Outcome, PlaneError> {
@@ -347,11 +369,19 @@ mod tests {
     }
 
     fn candidates(plane: &DelegationPlane, to: &str) -> Vec<Proposal<DelegationSpec>> {
+        observed(plane, &format!("c/n/Deployment/{to}")).expect("candidates")
+    }
+
+    /// What the plane proposes for an alert `a → to` (`to` as the alert spells it).
+    fn observed(
+        plane: &DelegationPlane,
+        to: &str,
+    ) -> Result<Vec<Proposal<DelegationSpec>>, PlaneError> {
         let store = store();
         let alert = Alert::from_json(
             serde_json::json!({"id": "x", "source": "t", "time": "2026-11-22T05:00:00Z",
                 "agent": {"cluster": "c", "namespace": "n", "workload": "Deployment/a", "serviceAccount": "a"},
-                "dimension": "delegation", "parameter": {"to": format!("c/n/Deployment/{to}")},
+                "dimension": "delegation", "parameter": {"to": to},
                 "tier": "attack-attempt", "severity": "critical"})
             .to_string()
             .as_bytes(),
@@ -367,9 +397,23 @@ mod tests {
         };
         DelegationObservation {
             edges: plane.edges.read().expect("edges").clone(),
+            malformed: malformed_parties(&input),
         }
         .candidates(&input)
-        .expect("candidates")
+    }
+
+    #[test]
+    fn a_callee_that_is_no_agent_key_is_refused_not_cut() {
+        let plane = DelegationPlane::new(Feed::default(), &store());
+        // A LangGraph node name, and a key missing its Kind.
+        for to in ["researcher_node", "c/n/researcher"] {
+            let err = observed(&plane, to).expect_err("refused").to_string();
+            assert!(
+                err.contains("parameter.to") && err.contains(to) && err.contains("agent key"),
+                "{err}"
+            );
+        }
+        assert_eq!(plane.feed.version(), plane.feed.epoch(), "nothing written");
     }
 
     #[test]

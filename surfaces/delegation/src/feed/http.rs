@@ -128,8 +128,7 @@ impl FeedAuth {
 }
 
 fn is_agent_key(agent: &str) -> bool {
-    let parts: Vec<&str> = agent.split('/').collect();
-    parts.len() == 4 && parts.iter().all(|p| !p.is_empty())
+    AgentKey::check(agent).is_ok()
 }
 
 #[derive(Clone)]
