@@ -105,6 +105,10 @@ pub struct ContextSection {
 pub struct ApiConfig {
     pub token_file: Option<PathBuf>,
     pub max_body_bytes: usize,
+    /// A second listener serving only `/metrics` and `/healthz`, without a token: Prometheus
+    /// then needs no credential that can approve plans. Absent = metrics on `listen` only.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -27,6 +27,21 @@ pub struct Api {
     pub sources: Sources,
 }
 
+/// The read-only listener for Prometheus: metrics and health, no token, nothing else.
+pub fn metrics_router(api: Api) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "",
+                "this listener serves only /metrics and /healthz",
+            )
+        })
+        .with_state(api)
+}
+
 pub fn router(api: Api, max_body_bytes: usize) -> Router {
     let authenticated = Router::new()
         .route("/v1/alerts", post(post_alert))

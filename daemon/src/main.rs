@@ -527,14 +527,24 @@ async fn serve(config: Config, paths: app::Paths) -> anyhow::Result<ExitCode> {
             .run(),
         );
     }
-    let mut router = http::router(
-        http::Api {
-            engine: engine.clone(),
-            token: Arc::from(token),
-            sources,
-        },
-        config.api.max_body_bytes,
-    );
+    let api = http::Api {
+        engine: engine.clone(),
+        token: Arc::from(token),
+        sources,
+    };
+    if let Some(addr) = config.api.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on api.metricsListen {addr}"))?;
+        tracing::info!(addr = %listener.local_addr()?, "metrics serving (no token)");
+        let metrics = http::metrics_router(api.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, metrics).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
+    }
+    let mut router = http::router(api, config.api.max_body_bytes);
     if let Some((feed, auth)) = feed {
         router = router.merge(firebreak_delegation::feed::router(feed, auth));
     }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use firebreak_e2e::daemon::{DaemonOptions, Workspace};
+use firebreak_e2e::daemon::{free_port, DaemonOptions, Workspace};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_firebreak");
@@ -15,6 +15,31 @@ fn options() -> DaemonOptions {
     let mut options = DaemonOptions::new("http://127.0.0.1:9".into());
     options.extra_config = "log:\n  format: json\n".into();
     options
+}
+
+#[tokio::test]
+async fn metrics_have_their_own_listener_without_the_token_that_approves() -> Result<()> {
+    let ws = Workspace::new(BIN)?;
+    let mut opts = options();
+    let port = free_port()?;
+    opts.metrics_port = Some(port);
+    let daemon = ws.start(&opts).await?;
+    let metrics = format!("http://127.0.0.1:{port}");
+    let scraped = reqwest::get(format!("{metrics}/metrics")).await?;
+    assert_eq!(scraped.status(), 200);
+    assert!(scraped.text().await?.contains("firebreak_open_incidents"));
+    // Nothing but metrics and health on it, and the API still wants its token for /metrics.
+    let listed = reqwest::get(format!("{metrics}/v1/incidents")).await?;
+    assert_eq!(listed.status(), 404);
+    let approve = reqwest::Client::new()
+        .post(format!("{metrics}/v1/incidents/inc-x/approve"))
+        .body("{}")
+        .send()
+        .await?;
+    assert_eq!(approve.status(), 404);
+    let api = reqwest::get(format!("{}/metrics", daemon.base)).await?;
+    assert_eq!(api.status(), 401);
+    Ok(())
 }
 
 fn alert(id: &str, namespace: &str) -> Value {

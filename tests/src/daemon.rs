@@ -22,6 +22,8 @@ pub struct DaemonOptions {
     pub verify_deadline: &'static str,
     /// YAML appended to the generated config (e.g. a `sources:` section).
     pub extra_config: String,
+    /// `api.metricsListen`'s port: metrics without a token on their own listener.
+    pub metrics_port: Option<u16>,
 }
 
 impl DaemonOptions {
@@ -33,6 +35,7 @@ impl DaemonOptions {
             fault: None,
             verify_deadline: "10s",
             extra_config: String::new(),
+            metrics_port: None,
         }
     }
 }
@@ -82,12 +85,15 @@ impl Workspace {
              dataDir: {data:?}\n\
              envelopes: ~\n\
              runbooks: {runbooks}\n\
-             api:\n  tokenFile: ~\n  maxBodyBytes: 65536\n\
+             api:\n  tokenFile: ~\n  maxBodyBytes: 65536\n  metricsListen: {metrics}\n\
              budget:\n  globalPerMinute: {global}\n  namespacePerMinute: {namespace}\n  agentPerMinute: {agent}\n\
              aws:\n  enabled: true\n  region: us-east-1\n  endpoint: {endpoint:?}\n  verifyDeadline: {deadline}\n",
             data = self.dir.path().join("data").display().to_string(),
             endpoint = options.iam_endpoint,
             deadline = options.verify_deadline,
+            metrics = options
+                .metrics_port
+                .map_or("~".to_string(), |port| format!("127.0.0.1:{port}")),
         );
         let path = self.dir.path().join("config.yaml");
         std::fs::write(&path, config + &options.extra_config)?;
@@ -160,7 +166,7 @@ fn aws_env() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
