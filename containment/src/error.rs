@@ -48,8 +48,10 @@ impl InputError {
     }
 }
 
-/// serde reports a missing field at its parent's path (`.` for the top level): name the field.
-fn located(path: &str, message: &str) -> InputError {
+/// An error serde gave at `path` (as `serde_path_to_error` prints it), as bad input naming the
+/// field. serde reports a missing field at its parent's path (`.` for the top level): the
+/// field itself is named.
+pub fn located(path: &str, message: &str) -> InputError {
     let parent = if path == "." { "" } else { path };
     let missing = message
         .strip_prefix("missing field `")

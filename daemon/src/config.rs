@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use firebreak_containment::budget::BudgetConfig;
 use firebreak_containment::config::duration;
-use firebreak_containment::InputError;
+use firebreak_containment::{error, InputError};
 use serde::Deserialize;
 
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/default.yaml");
@@ -125,20 +125,27 @@ pub struct AwsSection {
 }
 
 impl Config {
-    /// The config in `path`, or the embedded default.
+    /// The embedded default, with the config in `path` merged over it: a file names only what
+    /// it changes (mappings merge key by key; a value, a list or `~` replaces).
     pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
-        let (origin, text) = match path {
-            Some(p) => (
-                p.display().to_string(),
-                std::fs::read_to_string(p)
-                    .with_context(|| format!("cannot read config {}", p.display()))?,
-            ),
-            None => (
-                "embedded default config".to_string(),
-                EMBEDDED_DEFAULT.to_string(),
-            ),
+        let Some(path) = path else {
+            return InputError::from_yaml::<Config>(EMBEDDED_DEFAULT)
+                .map_err(|e| anyhow::anyhow!("embedded default config: {e}"));
         };
-        InputError::from_yaml::<Config>(&text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))
+        let origin = path.display();
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {origin}"))?;
+        // Parsed alone first, so a syntax error points at a line of the user's file.
+        let overlay: serde_yaml::Value =
+            InputError::from_yaml(&text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        let mut merged: serde_yaml::Value = serde_yaml::from_str(EMBEDDED_DEFAULT)
+            .context("the embedded default config is not YAML")?;
+        merge(&mut merged, overlay);
+        serde_path_to_error::deserialize(merged).map_err(|e| {
+            let path = e.path().to_string();
+            let error = error::located(&path, &e.into_inner().to_string());
+            anyhow::anyhow!("{origin}: {error}")
+        })
     }
 
     /// `--data-dir` wins, then the config, then the environment's conventions.
@@ -161,9 +168,55 @@ impl Config {
     }
 }
 
+/// Merges `overlay` into `base`: mappings key by key, anything else replaced.
+fn merge(base: &mut serde_yaml::Value, overlay: serde_yaml::Value) {
+    match (base, overlay) {
+        (serde_yaml::Value::Mapping(base), serde_yaml::Value::Mapping(overlay)) => {
+            for (key, value) in overlay {
+                match base.get_mut(&key) {
+                    Some(slot) => merge(slot, value),
+                    None => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (slot, value) => *slot = value,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn load_text(text: &str) -> anyhow::Result<Config> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, text)?;
+        Config::load(Some(&path))
+    }
+
+    #[test]
+    fn a_file_names_only_what_it_changes() {
+        let c = load_text("budget:\n  agentPerMinute: 2\ngateway: ~\n").expect("merged");
+        assert_eq!(c.listen.port(), 8470, "kept from the default");
+        assert_eq!(c.budget.agent_per_minute, 2);
+        assert_eq!(
+            c.budget.global_per_minute,
+            Config::load(None).expect("default").budget.global_per_minute
+        );
+    }
+
+    #[test]
+    fn a_typo_in_a_merged_file_is_named_with_its_path() {
+        let err = load_text("budget:\n  agentPerMinut: 2\n")
+            .expect_err("typo")
+            .to_string();
+        assert!(
+            err.contains("budget") && err.contains("agentPerMinut"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn embedded_default_parses() {

@@ -189,9 +189,13 @@ pub async fn build(
         )?;
     }
     if let Some(network) = &config.network {
-        let plane = EgressPlane::load(network).context(
-            "cannot load the eBPF egress programs (network:); the node agent needs root and bpffs",
-        )?;
+        // Only the kernel's refusal is about privileges; a config mistake says what to fix.
+        let plane = EgressPlane::load(network).map_err(|e| match e {
+            firebreak_ebpf::EgressError::Kernel { .. } => anyhow::Error::new(e).context(
+                "cannot load the eBPF egress programs (network:); the node agent needs root (CAP_BPF, CAP_NET_ADMIN)",
+            ),
+            e => anyhow::Error::new(e).context("cannot set up the eBPF egress plane (network:)"),
+        })?;
         register_mirrored(&mut planes, plane, feed_handle)?;
     }
     let gateway = match config.gateway.clone() {
