@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
+use firebreak_aws::policy::{CompiledPolicies, NamedPolicy, Permit, PolicyDocument, Request};
 use firebreak_e2e::daemon::{DaemonOptions, Workspace};
 use firebreak_e2e::moto::{self, Moto};
 use firebreak_e2e::{decode_policy, seed_role};
@@ -567,17 +568,59 @@ async fn an_agent_holding_iam_star_gets_its_iam_writes_denied_too() -> Result<()
         .cloned()
         .unwrap_or_default();
     assert_eq!(protect["Effect"], "Deny", "{doc}");
+    // The escape actions: new or other principals and credentials, and role assumption (no
+    // identity policy grants sts:AssumeRole, but a trust policy the agent wrote would).
+    let escapes = ["iam:CreateUser", "iam:CreateAccessKey", "sts:AssumeRole"];
     for action in [
         "iam:DeleteRolePolicy",
         "iam:PutRolePolicy",
         "iam:DetachRolePolicy",
-    ] {
+    ]
+    .into_iter()
+    .chain(escapes)
+    {
         assert!(
             protect["Action"]
                 .as_array()
                 .is_some_and(|a| a.contains(&json!(action))),
             "{action} not denied: {doc}"
         );
+    }
+    let escape_note = chosen["notes"]
+        .as_array()
+        .and_then(|n| {
+            n.iter()
+                .filter_map(Value::as_str)
+                .find(|n| n.contains("escape actions"))
+        })
+        .unwrap_or_default();
+    for action in escapes {
+        assert!(
+            escape_note.contains(action),
+            "the plan does not name {action}: {chosen}"
+        );
+    }
+
+    // At the enforcement point: every inline policy of the role as moto holds it now, the
+    // agent's iam:* included, evaluated together; the deny read back wins for each escape.
+    let mut documents = Vec::new();
+    for name in f.inline_names().await? {
+        let raw = f.inline_document(&name).await?;
+        documents.push((name, PolicyDocument::from_json_value(&raw)?));
+    }
+    let named: Vec<NamedPolicy<'_>> = documents
+        .iter()
+        .map(|(name, document)| NamedPolicy { name, document })
+        .collect();
+    let policies = CompiledPolicies::new(&named);
+    let ours = format!("firebreak-{incident}");
+    for action in escapes {
+        let eval = policies.evaluate(&Request {
+            action,
+            resource: "*",
+        });
+        assert_eq!(eval.permit, Permit::NotAllowed, "{action}: {eval:?}");
+        assert!(eval.denied_by.contains(&ours), "{action}: {eval:?}");
     }
     Ok(())
 }
@@ -618,7 +661,7 @@ async fn bad_input_gets_a_precise_error_and_changes_nothing() -> Result<()> {
             "missing parameter field",
             missing.to_string().into_bytes(),
             400,
-            "parameter",
+            "parameter.resource",
         ),
         (
             "unknown agent",

@@ -124,3 +124,102 @@ async fn sighup_is_logged_and_survived_sigterm_drains_and_no_input_forges_a_log_
     );
     Ok(())
 }
+
+const FEED_TOKEN: &str = "feed-token-for-the-lifecycle-test-01";
+const A: &str = "prod/agents/Deployment/a";
+const B: &str = "prod/agents/Deployment/b";
+
+fn delegation_envelope(name: &str, to: &str) -> String {
+    format!(
+        "apiVersion: firebreak.dev/v1alpha1\nkind: Envelope\nmetadata: {{name: {name}}}\nspec:\n  \
+         agent: {{cluster: prod, namespace: agents, workload: Deployment/{name}, serviceAccount: {name}}}\n  \
+         version: 2\n  status: converged\n  delegation:\n    observed:\n      \
+         - {{to: {to}, mechanism: handoff, closure: literal, count: 1, sessions: 1}}\n"
+    )
+}
+
+/// A's document as the daemon's feed serves it to shims.
+async fn feed_document(base: &str) -> Result<Value> {
+    let response = reqwest::Client::new()
+        .get(format!("{base}/v1/feed?agent={A}"))
+        .bearer_auth(FEED_TOKEN)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.status() == 200,
+        "GET /v1/feed: {}",
+        response.status()
+    );
+    Ok(response.json().await?)
+}
+
+/// The daemon restarts between every step of a delegation incident; after each, the feed the
+/// shims read (the enforcement point) holds exactly what the journal says, with a version
+/// newer than any served before.
+#[tokio::test]
+async fn a_delegation_incident_survives_a_restart_between_every_step() -> Result<()> {
+    let ws = Workspace::new(BIN)?;
+    ws.add_envelope("a", &delegation_envelope("a", B))?;
+    ws.add_envelope("b", &delegation_envelope("b", A))?;
+    let mut opts = options();
+    opts.extra_config += &format!("feed:\n  tokens: {{{FEED_TOKEN:?}: \"*\"}}\n");
+    let alert_file = ws.path().join("d-1.json");
+    let body = json!({
+        "id": "d-1", "source": "test", "time": chrono::Utc::now(),
+        "agent": {"cluster": "prod", "namespace": "agents", "workload": "Deployment/a", "serviceAccount": "a"},
+        "dimension": "delegation", "parameter": {"to": B},
+        "tier": "anomaly", "severity": "high",
+    });
+    std::fs::write(&alert_file, body.to_string())?;
+    let alert_file = alert_file.display().to_string();
+
+    let daemon = ws.start(&opts).await?;
+    let before = feed_document(&daemon.base).await?;
+    assert_eq!(before["severed"], json!([]), "{before}");
+    let (code, stdout, stderr) = daemon.cli(&[
+        "--output",
+        "json",
+        "contain",
+        "--by",
+        "alice",
+        "--alert",
+        &alert_file,
+    ])?;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let incident = serde_json::from_str::<Value>(&stdout)?["incident"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let severed = feed_document(&daemon.base).await?;
+    assert_eq!(severed["severed"], json!([B]), "{severed}");
+    drop(daemon);
+
+    let daemon = ws.start(&opts).await?;
+    let recovered = feed_document(&daemon.base).await?;
+    assert_eq!(
+        recovered["severed"],
+        json!([B]),
+        "re-asserted from the journal: {recovered}"
+    );
+    assert!(
+        recovered["version"].as_u64() > severed["version"].as_u64(),
+        "{recovered} after {severed}"
+    );
+    assert_eq!(daemon.incident(&incident).await?["status"], "contained");
+    let (code, stdout, stderr) = daemon.cli(&["rollback", "--by", "alice", &incident])?;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let released = feed_document(&daemon.base).await?;
+    assert_eq!(released["severed"], json!([]), "{released}");
+    drop(daemon);
+
+    let daemon = ws.start(&opts).await?;
+    let after = feed_document(&daemon.base).await?;
+    assert_eq!(
+        after["severed"],
+        json!([]),
+        "a rollback stays rolled back: {after}"
+    );
+    assert!(after["version"].as_u64() > released["version"].as_u64());
+    assert_eq!(daemon.incident(&incident).await?["status"], "reverted");
+    Ok(())
+}

@@ -1,7 +1,8 @@
 //! `aws.inline_deny`: the breached action on the breached resource, denied by a daemon-owned
 //! inline policy (`firebreak-<incident>`, one per incident, statements merged by Sid). When the
-//! role could undo it (IAM writes), those writes are denied too; on a Pod Identity role with
-//! session tags the deny is limited to the agent's ServiceAccount.
+//! role could undo it (IAM writes on its own role) or escape it (new or other principals and
+//! credentials, role assumption), those actions are denied too, in one more statement; on a Pod
+//! Identity role with session tags the deny is limited to the agent's ServiceAccount.
 
 use firebreak_containment::plan::BlastRadius;
 use firebreak_containment::plane::{
@@ -11,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    classify, incident_policy_name, merge_statements, sid, AwsSpec, Baseline, BreachSpec,
-    SessionScope, SELF_UNDO_ACTIONS,
+    classify, describe, incident_policy_name, merge_statements, request, sid, AwsSpec, Baseline,
+    BreachSpec, SessionScope, ESCAPE_ACTIONS, SELF_UNDO_ACTIONS, TRUST_GRANTED_ACTIONS,
+    TRUST_WRITE_ACTIONS,
 };
 use crate::client::{parse, statements_of, Iam};
 use crate::policy::{
@@ -51,26 +53,12 @@ pub(crate) fn propose(
         &[breach.action.to_string()],
         &[breach.resource.to_string()],
     )];
-    let self_undo: Vec<String> = SELF_UNDO_ACTIONS
-        .iter()
-        .filter(|a| {
-            base.evaluate(&Request {
-                action: a,
-                resource: "*",
-            })
-            .permit
-                != Permit::NotAllowed
-        })
-        .map(|a| a.to_string())
-        .collect();
-    if !self_undo.is_empty() {
-        notes.push(format!(
-            "the role itself may call {}: the deny covers those IAM writes too, so the agent cannot delete its own containment",
-            self_undo.join(", ")
-        ));
+    let protection = Protection::of(base);
+    notes.extend(protection.notes());
+    if !protection.is_empty() {
         statements.push(deny_statement(
-            "FirebreakProtectContainment",
-            &self_undo,
+            PROTECT_SID,
+            &protection.actions(),
             &["*".to_string()],
         ));
     }
@@ -90,6 +78,16 @@ pub(crate) fn propose(
             was.clone()
         }
     });
+    // The agent was seen using these, so a resource policy grants them: the deny stops them too.
+    for entry in base.granted_elsewhere() {
+        if deny.overlaps(&request(entry)) {
+            radius.items.push(format!(
+                "{} (granted by a resource policy, which the deny overrides)",
+                describe(entry)
+            ));
+        }
+    }
+    radius.broken = radius.items.len();
     add_sharing_losses(role, &mut radius, base, &deny_document, &statements);
 
     let policy_name = incident_policy_name(input.incident);
@@ -135,6 +133,92 @@ pub(crate) fn propose(
             format!("Deny {} on {} {whose}", breach.action, breach.resource),
             spec,
         )
+    }
+}
+
+/// The Sid of the statement that protects the containment (self-undo and escape actions).
+pub const PROTECT_SID: &str = "FirebreakProtectContainment";
+
+/// The IAM and STS actions the deny covers besides the breach, on every resource, because the
+/// role may call them (its identity policies allow them, or it is undetermined): each list in
+/// the order of its constant.
+#[derive(Debug)]
+pub(crate) struct Protection {
+    /// Writes that would undo the deny ([`SELF_UNDO_ACTIONS`]).
+    pub self_undo: Vec<String>,
+    /// Actions that would escape it with other principals or credentials ([`ESCAPE_ACTIONS`]).
+    pub escape: Vec<String>,
+    /// [`TRUST_GRANTED_ACTIONS`] no identity policy grants, denied because the role may write
+    /// a trust policy naming itself ([`TRUST_WRITE_ACTIONS`]); these are also in `escape`.
+    pub through_trust: Vec<String>,
+}
+
+impl Protection {
+    pub fn of(base: &Baseline<'_>) -> Protection {
+        let may = |action: &str| {
+            base.evaluate(&Request {
+                action,
+                resource: "*",
+            })
+            .permit
+                != Permit::NotAllowed
+        };
+        let held = |actions: &[&str]| -> Vec<String> {
+            actions
+                .iter()
+                .filter(|a| may(a))
+                .map(|a| a.to_string())
+                .collect()
+        };
+        let self_undo = held(SELF_UNDO_ACTIONS);
+        let mut escape = held(ESCAPE_ACTIONS);
+        let mut through_trust = Vec::new();
+        if TRUST_WRITE_ACTIONS.iter().any(|a| may(a)) {
+            for action in TRUST_GRANTED_ACTIONS {
+                if !escape.iter().any(|e| e == action) {
+                    escape.push(action.to_string());
+                    through_trust.push(action.to_string());
+                }
+            }
+        }
+        Protection {
+            self_undo,
+            escape,
+            through_trust,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.self_undo.is_empty() && self.escape.is_empty()
+    }
+
+    pub fn actions(&self) -> Vec<String> {
+        self.self_undo.iter().chain(&self.escape).cloned().collect()
+    }
+
+    /// What the plan says about them: which actions are denied, and why.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if !self.self_undo.is_empty() {
+            notes.push(format!(
+                "the role itself may call {}: the deny covers those IAM writes too, so the agent cannot delete its own containment",
+                self.self_undo.join(", ")
+            ));
+        }
+        if !self.escape.is_empty() {
+            notes.push(format!(
+                "the deny also covers the escape actions {}, which the role may call: the agent cannot get around its containment with new or other principals or credentials (users, access keys, passwords, roles, policies, identity providers, role assumption)",
+                self.escape.join(", ")
+            ));
+        }
+        if !self.through_trust.is_empty() {
+            notes.push(format!(
+                "no identity policy of the role grants {}, but the role may write trust policies ({}), and a trust policy that names the role grants it on its own: it is denied in case the agent already wrote one",
+                self.through_trust.join(", "),
+                TRUST_WRITE_ACTIONS.join(", ")
+            ));
+        }
+        notes
     }
 }
 

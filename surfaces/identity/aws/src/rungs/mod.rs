@@ -82,8 +82,9 @@ pub(crate) struct Removal {
     pub verify: String,
 }
 
-/// IAM actions with which a principal could undo a deny on its own role. If the agent holds any
-/// of them, the containment denies them too: an agent must not delete its own containment.
+/// IAM actions with which a principal could undo a deny on its own role: rewrite or remove the
+/// role's policies, boundary or trust, or the role itself. If the agent holds any of them, the
+/// containment denies them too: an agent must not delete its own containment.
 pub const SELF_UNDO_ACTIONS: &[&str] = &[
     "iam:PutRolePolicy",
     "iam:DeleteRolePolicy",
@@ -97,6 +98,63 @@ pub const SELF_UNDO_ACTIONS: &[&str] = &[
     "iam:DeleteRole",
     "iam:UpdateRole",
 ];
+
+/// IAM and STS actions with which a principal could escape a deny on its own role without
+/// touching it: act as another principal, new or existing, by minting its credentials, widening
+/// its permissions or becoming it. If the agent holds any of them, the containment denies them
+/// too, in the same statement as [`SELF_UNDO_ACTIONS`] (which already deny, on every role,
+/// rewriting another role's policies or trust).
+///
+/// Left out on purpose, because a deny on the agent's role cannot stop them:
+/// `sts:AssumeRoleWithWebIdentity` and `sts:AssumeRoleWithSAML` are called without AWS
+/// credentials (IAM never evaluates the caller's policies; the trust and provider writes below
+/// are what they depend on), and `sts:GetFederationToken` / `sts:GetSessionToken` only accept an
+/// IAM user's long-term credentials, which a role session is not (creating those is denied here).
+pub const ESCAPE_ACTIONS: &[&str] = &[
+    // Credentials for a new or an existing user.
+    "iam:CreateUser",
+    "iam:CreateAccessKey",
+    "iam:UpdateAccessKey",
+    "iam:CreateLoginProfile",
+    "iam:UpdateLoginProfile",
+    "iam:CreateServiceSpecificCredential",
+    "iam:ResetServiceSpecificCredential",
+    "iam:UpdateServiceSpecificCredential",
+    "iam:UploadSSHPublicKey",
+    "iam:UpdateSSHPublicKey",
+    "iam:UploadSigningCertificate",
+    "iam:UpdateSigningCertificate",
+    // Permissions for a user the agent holds credentials of, directly or through a group.
+    "iam:AttachUserPolicy",
+    "iam:PutUserPolicy",
+    "iam:PutUserPermissionsBoundary",
+    "iam:DeleteUserPermissionsBoundary",
+    "iam:CreateGroup",
+    "iam:AddUserToGroup",
+    "iam:AttachGroupPolicy",
+    "iam:PutGroupPolicy",
+    "iam:CreatePolicy",
+    // Another role to act as: a new one, one handed to a service (EC2, Lambda, ECS… run code
+    // with it; adding a role to an instance profile needs it too), or one assumed directly.
+    "iam:CreateRole",
+    "iam:PassRole",
+    "sts:AssumeRole",
+    // Root sessions on member accounts (Organizations centralized root access).
+    "sts:AssumeRoot",
+    // Identity providers whose assertions or tokens existing roles trust.
+    "iam:CreateSAMLProvider",
+    "iam:UpdateSAMLProvider",
+    "iam:CreateOpenIDConnectProvider",
+];
+
+/// Escape actions a role session can be granted by a resource policy alone: in one account, a
+/// role trust policy that names the agent's role lets it assume that role whatever the agent's
+/// identity policies say. They are denied when the role may write such a trust policy
+/// ([`TRUST_WRITE_ACTIONS`]) even if no identity policy grants them, since one may already exist.
+pub const TRUST_GRANTED_ACTIONS: &[&str] = &["sts:AssumeRole"];
+
+/// IAM writes that set a role's trust policy (on a new role or an existing one).
+pub const TRUST_WRITE_ACTIONS: &[&str] = &["iam:CreateRole", "iam:UpdateAssumeRolePolicy"];
 
 /// One ServiceAccount's Pod Identity sessions, recognised by the session tags EKS sets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,6 +271,16 @@ impl<'a> Baseline<'a> {
         }
         radius.broken = radius.items.len();
         radius
+    }
+
+    /// Permitted envelope entries that no identity policy of the role grants: the agent was seen
+    /// using them, so a resource policy (a bucket policy, another role's trust policy) does. An
+    /// explicit deny on the role still stops them, which [`Baseline::blast`] does not count.
+    pub fn granted_elsewhere(&self) -> impl Iterator<Item = &'a IdentityUse> + '_ {
+        self.entries
+            .iter()
+            .filter(|(_, was)| *was == Permit::NotAllowed)
+            .map(|(entry, _)| *entry)
     }
 }
 

@@ -5,7 +5,9 @@ use firebreak_containment::{Alert, Envelope};
 use serde_json::{json, Value};
 
 use super::*;
-use crate::policy::{deny_statement, PolicyDocument};
+use crate::policy::{
+    deny_statement, CompiledPolicies, NamedPolicy, Permit, PolicyDocument, Request,
+};
 use crate::role::{Association, ObservedPolicy, RoleState};
 
 const ENVELOPE: &str = include_str!("../../../../../config/examples/aws/envelope.yaml");
@@ -33,7 +35,11 @@ fn role(inline: Vec<ObservedPolicy>, managed: Vec<ObservedPolicy>) -> RoleState 
 }
 
 fn plan(role: &RoleState, resource: &str) -> Vec<Proposal<AwsSpec>> {
-    let envelope = Envelope::from_yaml(ENVELOPE).expect("example envelope");
+    plan_in(ENVELOPE, role, resource)
+}
+
+fn plan_in(envelope: &str, role: &RoleState, resource: &str) -> Vec<Proposal<AwsSpec>> {
+    let envelope = Envelope::from_yaml(envelope).expect("envelope");
     let alert = Alert::from_json(
         json!({
             "id": "a-1", "source": "t", "time": "2026-01-01T00:00:00Z",
@@ -252,4 +258,160 @@ fn an_irsa_cut_does_not_count_while_pod_identity_still_links_the_agent() {
     dual.pod_identity = pod_role(vec![]).pod_identity;
     let cut = plan(&dual, "arn:aws:s3:::partner-payouts/*");
     assert_eq!(find(&cut, &REVOKE_SESSIONS).rejected, None);
+}
+
+const IAM_ALL: &str =
+    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iam:*","Resource":"*"}]}"#;
+
+/// The inline deny's statements, parsed, and the protection statement's actions.
+fn deny_statements(deny: &Proposal<AwsSpec>) -> (Vec<Statement>, Vec<String>) {
+    let AwsSpec::InlineDeny(spec) = &deny.spec else {
+        panic!("not an inline deny: {:?}", deny.spec);
+    };
+    let statements: Vec<Statement> = spec
+        .statements
+        .iter()
+        .map(|s| parse_statement(s).expect("statement parses"))
+        .collect();
+    let protect = statements
+        .iter()
+        .find(|s| s.sid.as_deref() == Some(inline_deny::PROTECT_SID))
+        .map(|s| s.action.values().to_vec())
+        .unwrap_or_default();
+    (statements, protect)
+}
+
+fn note<'p>(deny: &'p Proposal<AwsSpec>, needle: &str) -> Option<&'p String> {
+    deny.notes.iter().find(|n| n.contains(needle))
+}
+
+#[test]
+fn an_iam_star_role_gets_its_escape_actions_denied_with_its_self_undo_writes() {
+    let role = role(vec![policy("admin", IAM_ALL)], vec![policy("s3", S3_ALL)]);
+    let deny = find(&plan(&role, "arn:aws:s3:::partner-payouts/*"), &INLINE_DENY).clone();
+    let (statements, protect) = deny_statements(&deny);
+    assert_eq!(
+        statements.len(),
+        2,
+        "the breach and one protection statement"
+    );
+    let iam_escapes = ESCAPE_ACTIONS.iter().filter(|a| a.starts_with("iam:"));
+    for action in SELF_UNDO_ACTIONS.iter().chain(iam_escapes) {
+        assert!(protect.iter().any(|a| a == action), "{action}: {protect:?}");
+    }
+    assert!(
+        protect.iter().any(|a| a == "sts:AssumeRole"),
+        "a role that may write trust policies may have named itself in one: {protect:?}"
+    );
+    assert!(
+        !protect.iter().any(|a| a == "sts:AssumeRoot"),
+        "no policy grants it and no trust policy can: {protect:?}"
+    );
+    for absent in ["sts:AssumeRoleWithWebIdentity", "sts:GetFederationToken"] {
+        assert!(
+            !protect.iter().any(|a| a == absent),
+            "{absent}: {protect:?}"
+        );
+    }
+
+    // At the policy level: with the deny, none of them is allowed any more, on any resource.
+    let mut after = role.policies();
+    let deny_document = merge_statements(&[], &statements);
+    after.push(NamedPolicy {
+        name: "firebreak-inc-1",
+        document: &deny_document,
+    });
+    let after = CompiledPolicies::new(&after);
+    for action in [
+        "iam:CreateUser",
+        "iam:CreateAccessKey",
+        "iam:PassRole",
+        "sts:AssumeRole",
+    ] {
+        let eval = after.evaluate(&Request {
+            action,
+            resource: "*",
+        });
+        assert_eq!(eval.permit, Permit::NotAllowed, "{action}: {eval:?}");
+        assert_eq!(eval.denied_by, vec!["firebreak-inc-1"], "{action}");
+    }
+
+    let escape = note(&deny, "escape actions").expect("the plan says it denies escape actions");
+    for action in [
+        "iam:CreateUser",
+        "iam:CreateAccessKey",
+        "iam:PassRole",
+        "sts:AssumeRole",
+    ] {
+        assert!(escape.contains(action), "{action} not named: {escape}");
+    }
+    assert!(note(&deny, "cannot delete its own containment").is_some());
+    assert!(
+        note(&deny, "a trust policy that names the role")
+            .is_some_and(|n| n.starts_with("no identity policy of the role grants sts:AssumeRole")),
+        "{:?}",
+        deny.notes
+    );
+}
+
+#[test]
+fn only_the_escape_actions_the_role_holds_are_denied() {
+    // A narrow grant on one user still counts: some instance of the action is allowed.
+    let keys = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["iam:CreateAccessKey","sts:AssumeRole"],"Resource":["arn:aws:iam::123456789012:user/deploy","arn:aws:iam::123456789012:role/ops"]}]}"#;
+    let role = role(vec![policy("keys", keys)], vec![policy("s3", S3_ALL)]);
+    let deny = find(&plan(&role, "arn:aws:s3:::partner-payouts/*"), &INLINE_DENY).clone();
+    let (_, protect) = deny_statements(&deny);
+    assert_eq!(protect, vec!["iam:CreateAccessKey", "sts:AssumeRole"]);
+    assert!(note(&deny, "cannot delete its own containment").is_none());
+    assert!(
+        note(&deny, "a trust policy that names the role").is_none(),
+        "sts:AssumeRole is granted outright here: {:?}",
+        deny.notes
+    );
+    assert!(note(&deny, "escape actions").is_some_and(|n| n.contains("iam:CreateAccessKey")));
+
+    let plain = role_without_iam();
+    let deny = find(
+        &plan(&plain, "arn:aws:s3:::partner-payouts/*"),
+        &INLINE_DENY,
+    )
+    .clone();
+    let (statements, protect) = deny_statements(&deny);
+    assert_eq!(statements.len(), 1, "nothing to protect: {protect:?}");
+    assert!(note(&deny, "escape actions").is_none());
+}
+
+fn role_without_iam() -> RoleState {
+    role(vec![], vec![policy("s3", S3_ALL)])
+}
+
+#[test]
+fn denying_escape_actions_the_envelope_observed_counts_them_as_broken() {
+    let envelope = ENVELOPE.replacen(
+        "    observed:\n",
+        "    observed:\n      \
+         - {action: iam:CreateAccessKey, resource: \"arn:aws:iam::123456789012:user/ci\", closure: literal, count: 40, sessions: 20}\n      \
+         - {action: sts:AssumeRole, resource: \"arn:aws:iam::123456789012:role/reports\", closure: literal, count: 90, sessions: 30}\n",
+        1,
+    );
+    let role = role(vec![policy("admin", IAM_ALL)], vec![policy("s3", S3_ALL)]);
+    let deny = find(
+        &plan_in(&envelope, &role, "arn:aws:s3:::partner-payouts/*"),
+        &INLINE_DENY,
+    )
+    .clone();
+    let items = &deny.blast_radius.items;
+    assert_eq!(deny.blast_radius.broken, 2, "{:?}", deny.blast_radius);
+    assert!(
+        items
+            .iter()
+            .any(|i| i == "iam:CreateAccessKey on arn:aws:iam::123456789012:user/ci"),
+        "granted by iam:*, denied by the protection: {items:?}"
+    );
+    assert!(
+        items.iter().any(|i| i.starts_with(
+            "sts:AssumeRole on arn:aws:iam::123456789012:role/reports (granted by a resource policy"
+        )),
+        "no identity policy grants it, so a trust policy does, and the deny overrides that: {items:?}"
+    );
 }
