@@ -781,3 +781,64 @@ async fn listen_stream_gets_list_changed_for_its_agent_only() -> Result<()> {
     }
     Ok(())
 }
+
+/// Raw `tools/call` over HTTP as agent A: the gateway's own answer (refusals never reach the
+/// upstream, so no MCP session is needed for them).
+async fn raw_call(rig: &Rig, upstream: &str, tool: &str) -> Result<Value> {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                      "params": {"name": tool, "arguments": {}}});
+    Ok(reqwest::Client::new()
+        .post(rig.url(upstream))
+        .bearer_auth(A_TOKEN)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .json(&body)
+        .send()
+        .await?
+        .json()
+        .await?)
+}
+
+/// Issue 14 §3: enforcement Firebreak owns is in force when the engine answers. Over 1,000
+/// revocations, the first call after each answer is refused by the gateway, and not one call
+/// reaches the upstream. Each incident is rolled back before the next alert, so every alert
+/// opens an incident of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_revocation_is_in_force_when_the_engine_answers() -> Result<()> {
+    const REVOCATIONS: usize = 1_000;
+    let u = upstreams();
+    let rig = Rig::start(json!({"fastmcp": {"url": u.fastmcp.url}}), json!({})).await?;
+    let before = u.fastmcp.count().await?;
+    for n in 0..REVOCATIONS {
+        let tool = format!("probe-{n}");
+        let submitted = rig
+            .engine
+            .submit(
+                alert(&format!("imm-{n}"), "payment-agent", "fastmcp", &tool)?,
+                Request::Operator("test".into()),
+            )
+            .await?;
+        let answer = raw_call(&rig, "fastmcp", &tool).await?;
+        assert_eq!(
+            answer["result"]["isError"], true,
+            "call {n} after the answer: {answer}"
+        );
+        let text = answer["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            text.contains("revoked"),
+            "call {n}: {text} ({:?})",
+            submitted.status
+        );
+        rig.engine
+            .rollback(&submitted.incident, Some("test".into()))
+            .await?;
+    }
+    assert_eq!(
+        u.fastmcp.count().await?,
+        before,
+        "a call reached the upstream after an answer"
+    );
+    Ok(())
+}
