@@ -203,7 +203,10 @@ mod tests {
         assert_eq!(c.budget.agent_per_minute, 2);
         assert_eq!(
             c.budget.global_per_minute,
-            Config::load(None).expect("default").budget.global_per_minute
+            Config::load(None)
+                .expect("default")
+                .budget
+                .global_per_minute
         );
     }
 
@@ -231,5 +234,67 @@ mod tests {
         let text = EMBEDDED_DEFAULT.replace("verifyDeadline: 5m", "verifyDeadline: soon");
         let err = InputError::from_yaml::<Config>(&text).expect_err("bad duration");
         assert_eq!(err.field, "aws.verifyDeadline");
+    }
+
+    /// Each overlay under config/examples/ loads over the embedded default and sets the section
+    /// its file is named for, which also passes the checks its plane makes before connecting.
+    #[test]
+    fn every_example_config_loads() {
+        fn section<'a, T>(file: &Path, key: &str, value: Option<&'a T>) -> &'a T {
+            value.unwrap_or_else(|| panic!("{}: {key} is not set", file.display()))
+        }
+        fn valid<T, E: std::fmt::Display>(file: &Path, checked: Result<T, E>) {
+            if let Err(e) = checked {
+                panic!("{}: {e}", file.display());
+            }
+        }
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/examples");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+            .map(|entry| entry.expect("a directory entry").path())
+            .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml"))
+            .collect();
+        files.sort();
+        assert!(!files.is_empty(), "no *.yaml in {}", dir.display());
+        for file in &files {
+            let c = Config::load(Some(file))
+                .unwrap_or_else(|e| panic!("{} does not load: {e:#}", file.display()));
+            let name = file
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default();
+            match name {
+                "context-pgvector" => valid(
+                    file,
+                    section(file, "context.postgres", c.context.postgres.as_ref()).validate(),
+                ),
+                "context-milvus" => valid(
+                    file,
+                    section(file, "context.milvus", c.context.milvus.as_ref()).validate(),
+                ),
+                "gateway" => valid(file, section(file, "gateway", c.gateway.as_ref()).validate()),
+                "delegation-feed" => valid(
+                    file,
+                    firebreak_delegation::FeedAuth::new(section(file, "feed", c.feed.as_ref())),
+                ),
+                "network-ebpf" => valid(file, section(file, "network", c.network.as_ref()).validate()),
+                "k8s" => {
+                    section(file, "k8s", c.k8s.as_ref());
+                }
+                "nats" => {
+                    section(file, "sources.nats", c.sources.nats.as_ref());
+                }
+                "gcp" => {
+                    section(file, "gcp", c.gcp.as_ref());
+                }
+                "azure" => {
+                    section(file, "azure", c.azure.as_ref());
+                }
+                other => panic!(
+                    "{}: which section does example {other:?} configure? Add it to every_example_config_loads",
+                    file.display()
+                ),
+            }
+        }
     }
 }
