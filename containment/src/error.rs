@@ -53,6 +53,11 @@ impl InputError {
 /// field itself is named.
 pub fn located(path: &str, message: &str) -> InputError {
     let parent = if path == "." { "" } else { path };
+    // serde_yaml starts a nested error with its own copy of (a prefix of) the path.
+    let message = match message.split_once(": ") {
+        Some((own, rest)) if !parent.is_empty() && parent.starts_with(own) => rest,
+        _ => message,
+    };
     let missing = message
         .strip_prefix("missing field `")
         .and_then(|rest| rest.split('`').next());

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use firebreak_containment::envelope::Envelope;
+use firebreak_containment::envelope::{Envelope, Observed, Split};
 use firebreak_containment::incident::{Incident, PlanStatus};
 use firebreak_containment::plan::{Candidate, Plan};
 
@@ -141,6 +141,7 @@ pub fn incident(i: &Incident) -> String {
     out
 }
 
+/// Every dimension the envelope holds: each entry permitted, then its tail (seen, not confident).
 pub fn envelope(e: &Envelope) -> String {
     let mut out = String::new();
     let spec = &e.spec;
@@ -159,35 +160,128 @@ pub fn envelope(e: &Envelope) -> String {
     if !spec.identity.principals.is_empty() {
         let _ = writeln!(out, "  principals  {}", spec.identity.principals.join(", "));
     }
-    let identity = e.identity();
-    for entry in &identity.permitted {
-        let _ = writeln!(
-            out,
-            "  identity    {} on {}  ({}×, {} sessions)",
-            entry.value.action, entry.value.resource, entry.count, entry.sessions
-        );
-    }
-    for entry in &identity.tail {
-        let _ = writeln!(
-            out,
-            "  tail        {} on {}  ({}×, {} sessions: below threshold)",
-            entry.value.action, entry.value.resource, entry.count, entry.sessions
-        );
-    }
-    let tools = e.tools();
-    for entry in &tools.permitted {
-        let _ = writeln!(
-            out,
-            "  tools       {} / {}  ({}×)",
-            entry.value.server, entry.value.tool, entry.count
-        );
-    }
-    for entry in &tools.tail {
-        let _ = writeln!(
-            out,
-            "  tail        {} / {}  ({}×: below threshold)",
-            entry.value.server, entry.value.tool, entry.count
-        );
-    }
+    dimension(&mut out, "identity", e.identity(), |u| {
+        format!("{} on {}", u.action, u.resource)
+    });
+    dimension(&mut out, "tools", e.tools(), |u| {
+        format!("{} / {}", u.server, u.tool)
+    });
+    dimension(&mut out, "context", e.context(), |u| match &u.source {
+        Some(source) => format!("{} / {source}", u.index),
+        None => format!("{} (whole index)", u.index),
+    });
+    dimension(&mut out, "delegation", e.delegation(), |u| {
+        match &u.mechanism {
+            Some(mechanism) => format!("to {} via {mechanism}", u.to),
+            None => format!("to {}", u.to),
+        }
+    });
+    dimension(&mut out, "network", e.network(), |u| match u.port {
+        Some(port) => format!("{} port {port}", u.destination),
+        None => format!("{} any port", u.destination),
+    });
+    dimension(&mut out, "process", e.process(), |u| {
+        let named: Vec<String> = [
+            ("exec", &u.exec),
+            ("path", &u.path),
+            ("syscall", &u.syscall),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.as_ref().map(|v| format!("{name} {v}")))
+        .collect();
+        if named.is_empty() {
+            "(names no exec, path or syscall: matches nothing)".into()
+        } else {
+            named.join(" ")
+        }
+    });
     out
+}
+
+/// One dimension's lines: `name  value  (count×, sessions)`; tail lines say which dimension.
+fn dimension<T>(
+    out: &mut String,
+    name: &str,
+    split: Split<'_, T>,
+    describe: impl Fn(&T) -> String,
+) {
+    for entry in &split.permitted {
+        let _ = writeln!(
+            out,
+            "  {name:<11} {}  ({})",
+            describe(&entry.value),
+            confidence(entry)
+        );
+    }
+    for entry in &split.tail {
+        let _ = writeln!(
+            out,
+            "  tail        {name} {}  ({}: below threshold)",
+            describe(&entry.value),
+            confidence(entry)
+        );
+    }
+}
+
+fn confidence<T>(entry: &Observed<T>) -> String {
+    let plural = if entry.sessions == 1 { "" } else { "s" };
+    format!("{}×, {} session{plural}", entry.count, entry.sessions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../config/examples/aws/envelope.yaml");
+
+    #[test]
+    fn envelope_show_renders_every_dimension_with_its_tail() {
+        let yaml = format!(
+            "{EXAMPLE}{}",
+            r#"  context:
+    observed:
+      - {index: kb-payments, source: confluence/payments, closure: literal, count: 40, sessions: 9}
+      - {index: kb-public, closure: literal, count: 12, sessions: 4}
+      - {index: kb-hr, source: sharepoint/hr, closure: literal, count: 1, sessions: 1}
+  delegation:
+    observed:
+      - {to: refund-agent, mechanism: a2a, closure: literal, count: 30, sessions: 8}
+      - {to: audit-agent, closure: literal, count: 6, sessions: 3}
+  network:
+    observed:
+      - {destination: api.stripe.com, port: 443, closure: literal, count: 700, sessions: 90}
+      - {destination: 10.0.0.0/8, closure: structural, count: 50, sessions: 10}
+      - {destination: pastebin.com, port: 443, closure: literal, count: 1, sessions: 1}
+  process:
+    observed:
+      - {exec: /usr/bin/python3, closure: literal, count: 90, sessions: 30}
+      - {path: /etc/ssl/certs/*, syscall: openat, closure: structural, count: 80, sessions: 30}
+      - {exec: /bin/sh, closure: literal, count: 2, sessions: 2}
+"#
+        );
+        let e = Envelope::from_yaml(&yaml).expect("valid envelope");
+        assert_eq!(
+            envelope(&e),
+            "\
+prod-eks/payments/Deployment/payment-agent  v7  converged  (permitted: ≥5 occurrences in ≥3 sessions)
+  principals  arn:aws:iam::123456789012:role/payment-agent
+  identity    s3:GetObject on arn:aws:s3:::invoices/*  (1840×, 212 sessions)
+  identity    s3:PutObject on arn:aws:s3:::payment-receipts/*  (960×, 180 sessions)
+  identity    dynamodb:GetItem on arn:aws:dynamodb:us-east-1:123456789012:table/ledger  (5200×, 230 sessions)
+  tail        identity sqs:SendMessage on arn:aws:sqs:us-east-1:123456789012:payment-events  (2×, 1 session: below threshold)
+  tools       payments-mcp / create_refund  (310×, 95 sessions)
+  context     kb-payments / confluence/payments  (40×, 9 sessions)
+  context     kb-public (whole index)  (12×, 4 sessions)
+  tail        context kb-hr / sharepoint/hr  (1×, 1 session: below threshold)
+  delegation  to refund-agent via a2a  (30×, 8 sessions)
+  delegation  to audit-agent  (6×, 3 sessions)
+  network     api.stripe.com port 443  (700×, 90 sessions)
+  network     10.0.0.0/8 any port  (50×, 10 sessions)
+  tail        network pastebin.com port 443  (1×, 1 session: below threshold)
+  process     exec /usr/bin/python3  (90×, 30 sessions)
+  process     path /etc/ssl/certs/* syscall openat  (80×, 30 sessions)
+  tail        process exec /bin/sh  (2×, 2 sessions: below threshold)
+"
+        );
+    }
 }

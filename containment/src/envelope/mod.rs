@@ -55,8 +55,14 @@ impl Default for ConfidenceThreshold {
     }
 }
 
+// In the document the value's fields sit beside `closure`, `count` and `sessions`. Serialising
+// flattens the value; deserialising goes through the dimension's entry type
+// (`ObservedValue::Entry`), which spells every field out and refuses any other: `flatten` cannot
+// be combined with `deny_unknown_fields`, and a typo (`sorce:`) would otherwise widen the entry
+// (there: to the whole index) without a word. (A `//` comment: doc comments become the CRD's
+// descriptions.)
 /// One observed behaviour with its closure rule and confidence.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Observed<T> {
@@ -67,6 +73,23 @@ pub struct Observed<T> {
     pub sessions: u64,
 }
 
+impl<'de, T> Deserialize<'de> for Observed<T>
+where
+    T: ObservedValue,
+    T::Entry: Deserialize<'de>,
+{
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        T::Entry::deserialize(deserializer).map(Into::into)
+    }
+}
+
+/// A dimension's value type, and the shape one of its entries has in the document.
+pub trait ObservedValue: Sized {
+    /// The value's fields, then `closure`, `count`, `sessions`; an unknown field is refused, and
+    /// the error names its path (`spec.context.observed[0].sorce`) and the fields the entry takes.
+    type Entry: Into<Observed<Self>>;
+}
+
 impl<T> Observed<T> {
     pub fn is_confident(&self, threshold: &ConfidenceThreshold) -> bool {
         self.count >= threshold.min_count && self.sessions >= threshold.min_sessions
@@ -75,7 +98,7 @@ impl<T> Observed<T> {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IdentityUse {
     /// A cloud permission in its cloud's notation: `service:Action` (AWS `s3:GetObject`,
     /// Kubernetes `k8s:get`), `service.resource.verb` (GCP `storage.objects.get`) or
@@ -97,7 +120,7 @@ impl IdentityUse {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ToolUse {
     /// The MCP server's name at the Firebreak gateway.
     pub server: String,
@@ -106,7 +129,7 @@ pub struct ToolUse {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContextUse {
     pub index: String,
     /// The source (provenance) within the index; absent: the whole index.
@@ -116,7 +139,7 @@ pub struct ContextUse {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DelegationEdge {
     /// The agent delegated to.
     pub to: String,
@@ -126,7 +149,7 @@ pub struct DelegationEdge {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NetworkDestination {
     /// A DNS name or pattern, an address, or a CIDR.
     pub destination: String,
@@ -137,7 +160,7 @@ pub struct NetworkDestination {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProcessUse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exec: Option<String>,
@@ -145,6 +168,111 @@ pub struct ProcessUse {
     pub path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub syscall: Option<String>,
+}
+
+/// The document shape of each dimension's entries: [`ObservedValue::Entry`].
+///
+/// Each struct repeats its value type's fields (the conversion below fails to compile if the
+/// two drift apart) and adds the confidence fields, with `deny_unknown_fields`.
+mod entry {
+    use serde::Deserialize;
+
+    use super::{
+        Closure, ContextUse, DelegationEdge, IdentityUse, NetworkDestination, Observed,
+        ObservedValue, ProcessUse, ToolUse,
+    };
+
+    macro_rules! observed_from {
+        ($entry:ident => $value:ident { $($field:ident),* }) => {
+            impl From<$entry> for Observed<$value> {
+                fn from(e: $entry) -> Self {
+                    Observed {
+                        value: $value { $($field: e.$field),* },
+                        closure: e.closure,
+                        count: e.count,
+                        sessions: e.sessions,
+                    }
+                }
+            }
+
+            impl ObservedValue for $value {
+                type Entry = $entry;
+            }
+        };
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    pub struct Identity {
+        action: String,
+        resource: String,
+        closure: Closure,
+        count: u64,
+        sessions: u64,
+    }
+    observed_from!(Identity => IdentityUse { action, resource });
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    pub struct Tool {
+        server: String,
+        tool: String,
+        closure: Closure,
+        count: u64,
+        sessions: u64,
+    }
+    observed_from!(Tool => ToolUse { server, tool });
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    pub struct Context {
+        index: String,
+        #[serde(default)]
+        source: Option<String>,
+        closure: Closure,
+        count: u64,
+        sessions: u64,
+    }
+    observed_from!(Context => ContextUse { index, source });
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    pub struct Delegation {
+        to: String,
+        #[serde(default)]
+        mechanism: Option<String>,
+        closure: Closure,
+        count: u64,
+        sessions: u64,
+    }
+    observed_from!(Delegation => DelegationEdge { to, mechanism });
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    pub struct Network {
+        destination: String,
+        #[serde(default)]
+        port: Option<u16>,
+        closure: Closure,
+        count: u64,
+        sessions: u64,
+    }
+    observed_from!(Network => NetworkDestination { destination, port });
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    pub struct Process {
+        #[serde(default)]
+        exec: Option<String>,
+        #[serde(default)]
+        path: Option<String>,
+        #[serde(default)]
+        syscall: Option<String>,
+        closure: Closure,
+        count: u64,
+        sessions: u64,
+    }
+    observed_from!(Process => ProcessUse { exec, path, syscall });
 }
 
 /// Identity: the principals the agent runs as, and the permissions it exercised.
@@ -162,7 +290,11 @@ pub struct IdentityDimension {
 /// A dimension that is only a list of observations.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(
+    rename_all = "camelCase",
+    deny_unknown_fields,
+    bound(deserialize = "Observed<T>: Deserialize<'de>")
+)]
 pub struct ObservedList<T> {
     // A path, not `default`: serde would demand `T: Default`. The turbofish lets schemars, which
     // calls the path to document the default, infer the type.
@@ -275,6 +407,18 @@ impl Envelope {
     pub fn context(&self) -> Split<'_, ContextUse> {
         split(&self.spec.context.observed, &self.spec.confidence)
     }
+
+    pub fn delegation(&self) -> Split<'_, DelegationEdge> {
+        split(&self.spec.delegation.observed, &self.spec.confidence)
+    }
+
+    pub fn network(&self) -> Split<'_, NetworkDestination> {
+        split(&self.spec.network.observed, &self.spec.confidence)
+    }
+
+    pub fn process(&self) -> Split<'_, ProcessUse> {
+        split(&self.spec.process.observed, &self.spec.confidence)
+    }
 }
 
 fn split<'a, T>(entries: &'a [Observed<T>], threshold: &ConfidenceThreshold) -> Split<'a, T> {
@@ -376,100 +520,4 @@ impl EnvelopeStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const EXAMPLE: &str = include_str!("../../config/examples/aws/envelope.yaml");
-
-    #[test]
-    fn example_envelope_loads_with_tail_separated() {
-        let e = Envelope::from_yaml(EXAMPLE).expect("example is valid");
-        let split = e.identity();
-        assert!(!split.permitted.is_empty());
-        assert!(
-            split
-                .tail
-                .iter()
-                .all(|t| !t.is_confident(&e.spec.confidence)),
-            "tail entries must be below the threshold"
-        );
-        assert!(!split.tail.is_empty(), "the example shows a tail entry");
-    }
-
-    #[test]
-    fn permissions_of_every_cloud_are_accepted_and_prose_is_not() {
-        for action in [
-            "s3:PutObject",
-            "iam:*",
-            "k8s:get",
-            "storage.objects.get",
-            "resourcemanager.projects.setIamPolicy",
-            "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",
-            "Microsoft.Authorization/*/read",
-        ] {
-            assert!(IdentityUse::check_action(action).is_ok(), "{action}");
-        }
-        for action in [
-            "",
-            "PutObject",
-            "s3 PutObject",
-            "storage.objects",
-            ":x",
-            "Microsoft/x",
-            "a b.c.d",
-        ] {
-            let reason = IdentityUse::check_action(action).expect_err(action);
-            assert!(reason.contains("GCP storage.objects.get"), "{reason}");
-        }
-        let bad = EXAMPLE.replacen("action: s3:", "action: s3 ", 1);
-        let err = Envelope::from_yaml(&bad).expect_err("prose is no permission");
-        assert_eq!(err.field, "spec.identity.observed[0].action");
-    }
-
-    #[test]
-    fn a_custom_resource_as_kubectl_prints_it_loads_and_spec_typos_still_fail() {
-        let printed = EXAMPLE.replacen(
-            "metadata:\n",
-            "metadata:\n  uid: 6f1c2a9e-0000-4000-8000-000000000001\n  resourceVersion: \"48213\"\n  generation: 3\n  creationTimestamp: \"2026-12-01T02:47:00Z\"\n  labels: {app: payment-agent}\n  managedFields: [{manager: kubectl, operation: Apply}]\n",
-            1,
-        );
-        assert_ne!(printed, EXAMPLE, "the example has a metadata block");
-        let cr = Envelope::from_yaml(&printed).expect("kubectl's output loads");
-        assert_eq!(cr, Envelope::from_yaml(EXAMPLE).expect("example"));
-        let typo = printed.replacen("  status: converged", "  status: converged\n  stauts: x", 1);
-        let err = Envelope::from_yaml(&typo).expect_err("a spec typo");
-        assert!(err.to_string().contains("stauts"), "{err}");
-    }
-
-    #[test]
-    fn wrong_status_names_the_field() {
-        let bad = EXAMPLE.replace("status: converged", "status: sleeping");
-        let err = Envelope::from_yaml(&bad).expect_err("invalid status");
-        assert_eq!(err.field, "spec.status");
-        assert!(err.reason.contains("sleeping"), "{err}");
-    }
-
-    #[test]
-    fn wrong_kind_is_refused() {
-        let bad = EXAMPLE.replace("kind: Envelope", "kind: Runbook");
-        let err = Envelope::from_yaml(&bad).expect_err("wrong kind");
-        assert_eq!(err.field, "kind");
-    }
-
-    #[test]
-    fn directory_load_refuses_two_envelopes_for_one_agent() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("a.yaml"), EXAMPLE).expect("write");
-        std::fs::write(dir.path().join("b.yaml"), EXAMPLE).expect("write");
-        let err = EnvelopeStore::load_dir(dir.path()).expect_err("duplicate");
-        assert!(matches!(err, EnvelopeLoadError::Duplicate { .. }), "{err}");
-    }
-
-    #[test]
-    fn directory_load_names_the_file_of_a_bad_envelope() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("bad.yaml"), "kind: Envelope\n").expect("write");
-        let err = EnvelopeStore::load_dir(dir.path()).expect_err("bad");
-        assert!(err.to_string().contains("bad.yaml"), "{err}");
-    }
-}
+mod tests;
