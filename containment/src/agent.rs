@@ -36,24 +36,24 @@ impl AgentRef {
         ] {
             check_name(value).map_err(|reason| InputError::new(field, reason))?;
         }
-        match self.workload.split_once('/') {
-            Some((kind, name)) if !kind.is_empty() && !name.contains('/') => {
-                if !kind.chars().all(|c| c.is_ascii_alphanumeric()) {
-                    return Err(InputError::new(
-                        "workload",
-                        format!("kind {kind:?} must be alphanumeric, e.g. Deployment"),
-                    ));
-                }
-                check_name(name).map_err(|reason| InputError::new("workload", reason))
+        check_workload(&self.workload).map_err(|reason| InputError::new("workload", reason))
+    }
+}
+
+/// `Kind/name`: an alphanumeric kind and a valid name.
+fn check_workload(workload: &str) -> Result<(), String> {
+    match workload.split_once('/') {
+        Some((kind, name)) if !kind.is_empty() && !name.contains('/') => {
+            if !kind.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(format!(
+                    "kind {kind:?} must be alphanumeric, e.g. Deployment"
+                ));
             }
-            _ => Err(InputError::new(
-                "workload",
-                format!(
-                    "expected Kind/name such as Deployment/payment-agent, got {:?}",
-                    self.workload
-                ),
-            )),
+            check_name(name)
         }
+        _ => Err(format!(
+            "expected Kind/name such as Deployment/payment-agent, got {workload:?}"
+        )),
     }
 }
 
@@ -93,14 +93,13 @@ impl AgentKey {
                 "{text:?} is not cluster/namespace/Kind/name, e.g. prod/payments/Deployment/payment-agent"
             ));
         };
-        AgentRef {
-            cluster: cluster.to_string(),
-            namespace: namespace.to_string(),
-            workload: format!("{kind}/{name}"),
-            service_account: "serviceaccount".into(),
-        }
-        .validate()
-        .map_err(|e| format!("{text:?}: {e}"))
+        [("cluster", *cluster), ("namespace", *namespace)]
+            .into_iter()
+            .try_for_each(|(part, value)| check_name(value).map_err(|e| format!("{part}: {e}")))
+            .and_then(|()| {
+                check_workload(&format!("{kind}/{name}")).map_err(|e| format!("workload: {e}"))
+            })
+            .map_err(|e| format!("{text:?}: {e}"))
     }
 }
 

@@ -540,7 +540,7 @@ const DRAIN: Duration = Duration::from_secs(10);
 /// kill the process silently, is logged and ignored: configuration is read at start.
 async fn stopped() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (term, hangup) = match (
+    let (mut term, mut hangup) = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::hangup()),
     ) {
@@ -552,7 +552,6 @@ async fn stopped() {
             return;
         }
     };
-    let (mut term, mut hangup) = (term, hangup);
     loop {
         let signal = tokio::select! {
             _ = tokio::signal::ctrl_c() => "SIGINT",

@@ -8,8 +8,6 @@
 #[path = "tools/harness.rs"]
 mod harness;
 
-use std::time::{Duration, Instant};
-
 use anyhow::{bail, Result};
 use firebreak_e2e::daemon::{DaemonOptions, Workspace};
 use harness::{Agent, Server};
@@ -47,21 +45,6 @@ fn options(upstream: &str, gateway_port: u16) -> DaemonOptions {
     options
 }
 
-/// Calls `tool` until the gateway refuses it (at most 5 s); returns the refusal's text.
-async fn until_refused(agent: &mut Agent, tool: &str, args: &Value) -> Result<String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let called = agent.call(tool, args.clone()).await?;
-        if called.is_error {
-            return Ok(called.text);
-        }
-        if Instant::now() > deadline {
-            bail!("the gateway still serves {tool} after 5 s: {called:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test]
 async fn contain_through_the_daemon_revokes_the_tool_at_its_gateway_and_offline_refuses(
 ) -> Result<()> {
@@ -93,7 +76,7 @@ async fn contain_through_the_daemon_revokes_the_tool_at_its_gateway_and_offline_
     );
     // The enforcement point: the daemon's gateway refuses the tool on the next call, and the
     // rest of the envelope keeps working.
-    let refusal = until_refused(&mut agent, "export_payouts", &payout).await?;
+    let refusal = agent.until_refused("export_payouts", &payout).await?;
     assert!(refusal.contains("export_payouts"), "{refusal}");
     let echo = agent.call("echo", json!({"text": "still here"})).await?;
     assert!(!echo.is_error, "{echo:?}");
@@ -134,7 +117,7 @@ async fn contain_through_the_daemon_revokes_the_tool_at_its_gateway_and_offline_
     // The restarted daemon still refuses the tool: the revocation is in the journal.
     let daemon = ws.start(&opts).await?;
     let mut agent = Agent::start(&url, TOKEN, "2026-07-28").await?;
-    until_refused(&mut agent, "export_payouts", &payout).await?;
+    agent.until_refused("export_payouts", &payout).await?;
     let (code, stdout, stderr) = daemon.cli(&["rollback", "--by", "alice", &incident])?;
     assert_eq!(code, 0, "{stdout}{stderr}");
     let after = agent.call("export_payouts", payout).await?;

@@ -215,21 +215,6 @@ fn plan_of(submitted: &Submitted) -> Result<&Plan> {
         .with_context(|| format!("{} has no plan: {:?}", submitted.incident, submitted.status))
 }
 
-/// Calls `tool` until the gateway refuses it (at most 5 s); returns the refusal's text.
-async fn until_refused(agent: &mut Agent, tool: &str, args: &Value) -> Result<String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let called = agent.call(tool, args.clone()).await?;
-        if called.is_error {
-            return Ok(called.text);
-        }
-        if Instant::now() > deadline {
-            bail!("the gateway still serves {tool} after 5 s: {called:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// The scenario on one upstream and one protocol version.
 async fn revoke_one_tool(
     server: &str,
@@ -394,7 +379,7 @@ async fn a_restarted_daemon_reasserts_the_revocation_from_the_journal() -> Resul
 
     // Recovery re-applies the journaled revocation in the incident's task.
     assert_eq!(rig.engine.recover(), vec![incident.clone()]);
-    let refused = until_refused(&mut a, "export_payouts", &args).await?;
+    let refused = a.until_refused("export_payouts", &args).await?;
     assert!(refused.contains(incident.as_str()), "{refused}");
     assert!(matches!(
         rig.policy.decide(&AgentKey(A.into()), "fastmcp", "export_payouts"),

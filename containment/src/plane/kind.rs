@@ -29,13 +29,7 @@ impl KindSpec {
         rung: u8,
         approval_only: bool,
     ) -> KindSpec {
-        KindSpec {
-            name,
-            ladder,
-            rung,
-            approval_only,
-            enforcement: Enforcement::Durable,
-        }
+        KindSpec::new(ladder, name, rung, approval_only, Enforcement::Durable)
     }
 
     /// A rung enforced at a point Firebreak owns: effective on the next call.
@@ -45,12 +39,22 @@ impl KindSpec {
         rung: u8,
         approval_only: bool,
     ) -> KindSpec {
+        KindSpec::new(ladder, name, rung, approval_only, Enforcement::Immediate)
+    }
+
+    const fn new(
+        ladder: &'static str,
+        name: &'static str,
+        rung: u8,
+        approval_only: bool,
+        enforcement: Enforcement,
+    ) -> KindSpec {
         KindSpec {
             name,
             ladder,
             rung,
             approval_only,
-            enforcement: Enforcement::Immediate,
+            enforcement,
         }
     }
 

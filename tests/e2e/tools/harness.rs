@@ -202,4 +202,19 @@ impl Agent {
             text: answer["text"].as_str().unwrap_or_default().to_string(),
         })
     }
+
+    /// Calls `tool` until the gateway refuses it (at most 5 s); returns the refusal's text.
+    pub async fn until_refused(&mut self, tool: &str, args: &Value) -> Result<String> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let called = self.call(tool, args.clone()).await?;
+            if called.is_error {
+                return Ok(called.text);
+            }
+            if Instant::now() > deadline {
+                bail!("the gateway still serves {tool} after 5 s: {called:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }

@@ -66,10 +66,7 @@ impl Task {
                     outcome,
                     verify_by: Utc::now() + chrono_duration(plane.verify_deadline()),
                 };
-                {
-                    let recorded = self.record(shared, event).await;
-                    flow(recorded)
-                }
+                flow(self.record(shared, event).await)
             }
             Err(e) => {
                 self.fault(shared, plan, &action, Call::Change(Change::Apply), e)
@@ -91,10 +88,7 @@ impl Task {
                     outcome,
                     verify_by: Utc::now() + chrono_duration(plane.verify_deadline()),
                 };
-                {
-                    let recorded = self.record(shared, event).await;
-                    flow(recorded)
-                }
+                flow(self.record(shared, event).await)
             }
             Err(e) => {
                 self.fault(shared, plan, &action, Call::Change(Change::Revert), e)

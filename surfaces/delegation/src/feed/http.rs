@@ -104,7 +104,7 @@ impl FeedAuth {
                 if agents.is_empty() {
                     return Err(FeedConfigError::NoAgents { index });
                 }
-                if let Some(agent) = agents.iter().find(|a| !is_agent_key(a)) {
+                if let Some(agent) = agents.iter().find(|a| AgentKey::check(a).is_err()) {
                     return Err(FeedConfigError::BadAgent {
                         index,
                         agent: agent.clone(),
@@ -125,10 +125,6 @@ impl FeedAuth {
             .strip_prefix("Bearer ")?;
         self.tokens.get(token.trim())
     }
-}
-
-fn is_agent_key(agent: &str) -> bool {
-    AgentKey::check(agent).is_ok()
 }
 
 #[derive(Clone)]
