@@ -17,6 +17,8 @@ pub struct Metrics {
     pub verify_seconds: Histogram,
     pub plane_faults: IntCounterVec,
     pub replans: IntCounter,
+    /// Calls refused at an enforcement point Firebreak owns (the gateway, the shims).
+    pub refused_calls: IntCounter,
 }
 
 impl Metrics {
@@ -70,6 +72,11 @@ impl Metrics {
             "replans_total",
             "Plans made again because the target changed while Firebreak acted.",
         )?;
+        let refused_calls = IntCounter::new(
+            "refused_calls_total",
+            "Calls refused at an enforcement point Firebreak owns (gateway, orchestrator shims), each journaled as call-refused.",
+        )?;
+        registry.register(Box::new(refused_calls.clone()))?;
         registry.register(Box::new(awaiting_approval.clone()))?;
         registry.register(Box::new(verify_seconds.clone()))?;
         registry.register(Box::new(plane_faults.clone()))?;
@@ -94,6 +101,7 @@ impl Metrics {
             verify_seconds,
             plane_faults,
             replans,
+            refused_calls,
         })
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use firebreak_containment::engine::{Engine, EngineConfig, Fault, Parts};
-use firebreak_containment::journal::Journal;
+use firebreak_containment::journal::{self, Anchor, Journal, JournalError, Verified};
 use firebreak_containment::metrics::Metrics;
 use firebreak_containment::plane::Kinds;
 use firebreak_containment::runbook::Runbooks;
@@ -21,6 +21,10 @@ pub struct Paths {
     pub data: PathBuf,
     pub envelopes: PathBuf,
     pub journal: PathBuf,
+    /// The journal's signed head, and the key that signs it.
+    pub checkpoint: PathBuf,
+    pub checkpoint_key: PathBuf,
+    pub checkpoint_every: u64,
     pub token: PathBuf,
     /// Held by whoever acts on this data dir: the daemon, or `--offline`.
     pub lock: PathBuf,
@@ -35,6 +39,17 @@ impl Paths {
                 .clone()
                 .unwrap_or_else(|| data.join("envelopes")),
             journal: data.join("journal.db"),
+            checkpoint: config
+                .journal
+                .checkpoint
+                .clone()
+                .unwrap_or_else(|| data.join("journal.checkpoint")),
+            checkpoint_key: config
+                .journal
+                .checkpoint_key
+                .clone()
+                .unwrap_or_else(|| data.join("journal.key")),
+            checkpoint_every: config.journal.checkpoint_every.get(),
             token: config
                 .api
                 .token_file
@@ -52,10 +67,34 @@ pub struct DataDirLock {
     _file: std::fs::File,
 }
 
+/// Creates the data dir owner-only (0700), and narrows an existing one: it holds the journal,
+/// the API token and the checkpoint key.
+pub fn private_data_dir(paths: &Paths) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = &paths.data;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).with_context(
+            || {
+                format!(
+                    "data dir {} is open to others; run `chmod 700` on it",
+                    dir.display()
+                )
+            },
+        )?;
+        tracing::warn!(dir = %dir.display(), mode = format!("{:o}", mode & 0o777), "data dir was open to others; narrowed to 0700");
+    }
+    Ok(())
+}
+
 /// Takes the data dir's lock, or says who holds it.
 pub fn lock(paths: &Paths, who: &str) -> anyhow::Result<DataDirLock> {
-    std::fs::create_dir_all(&paths.data)
-        .with_context(|| format!("cannot create data dir {}", paths.data.display()))?;
+    private_data_dir(paths)?;
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -99,9 +138,22 @@ pub async fn engine(
     install: bool,
     mode: Mode,
 ) -> anyhow::Result<Built> {
-    std::fs::create_dir_all(&paths.data)
-        .with_context(|| format!("cannot create data dir {}", paths.data.display()))?;
-    let journal = Journal::open(&paths.journal)?;
+    private_data_dir(paths)?;
+    let (journal, verified) = Journal::open_anchored(
+        &paths.journal,
+        &paths.checkpoint_key,
+        &paths.checkpoint,
+        paths.checkpoint_every,
+    )
+    .map_err(refused)?;
+    tracing::info!(
+        entries = verified.entries,
+        head = verified.head,
+        checkpoint = verified
+            .checkpoint
+            .map(|c| format!("seq {} signed {}", c.seq, c.at)),
+        "journal verified"
+    );
     let envelopes = EnvelopeStore::load_dir(&paths.envelopes)?;
     let planes::Built {
         planes,
@@ -143,6 +195,55 @@ pub async fn engine(
         feed,
         daemon_only,
     })
+}
+
+/// The journal cannot be proven (tampered, truncated, deleted, or its checkpoint or key gone):
+/// nothing is served, and the CLI exits 4.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct JournalRefused(pub JournalError);
+
+/// Tags a journal error the CLI reports with exit 4.
+pub fn refused(e: JournalError) -> anyhow::Error {
+    if e.is_unprovable() {
+        JournalRefused(e).into()
+    } else {
+        e.into()
+    }
+}
+
+/// `journal verify`: the chain and the checkpoint, read-only. A journal with entries but no
+/// anchor (written before checkpoints existed, or its key and checkpoint both removed) is not
+/// proven.
+pub fn verify_journal(paths: &Paths) -> anyhow::Result<Verified> {
+    let anchor = Anchor::load(
+        &paths.checkpoint_key,
+        &paths.checkpoint,
+        paths.checkpoint_every,
+    )
+    .map_err(refused)?;
+    let verified = journal::verify(&paths.journal, anchor.as_ref()).map_err(refused)?;
+    if anchor.is_some() && verified.checkpoint.is_none() {
+        return Err(JournalRefused(JournalError::CheckpointMissing {
+            path: paths.checkpoint.clone(),
+            key: paths.checkpoint_key.clone(),
+            entries: verified.entries,
+        })
+        .into());
+    }
+    if anchor.is_none() && verified.entries > 0 {
+        return Err(JournalRefused(JournalError::Key {
+            path: paths.checkpoint_key.clone(),
+            reason: format!(
+                "it does not exist, so the {} entries' chain verifies but truncation and \
+                 re-chaining cannot be ruled out; the next `serve` creates a key and signs the \
+                 head from then on",
+                verified.entries
+            ),
+        })
+        .into());
+    }
+    Ok(verified)
 }
 
 /// The shortest API token accepted: the one `serve` generates is 64 hex characters.

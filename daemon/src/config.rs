@@ -20,6 +20,7 @@ pub struct Config {
     pub envelopes: Option<PathBuf>,
     pub runbooks: Option<PathBuf>,
     pub api: ApiConfig,
+    pub journal: JournalSection,
     pub budget: BudgetConfig,
     pub aws: AwsSection,
     #[serde(default)]
@@ -47,6 +48,15 @@ pub struct Config {
     pub network: Option<firebreak_ebpf::EgressConfig>,
     #[serde(default)]
     pub log: LogSection,
+}
+
+/// Where the journal's signed checkpoint and its key live, and how often it is signed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JournalSection {
+    pub checkpoint_key: Option<PathBuf>,
+    pub checkpoint: Option<PathBuf>,
+    pub checkpoint_every: std::num::NonZeroU64,
 }
 
 /// How the daemon writes its log (stderr; the level comes from `FIREBREAK_LOG`).
@@ -109,6 +119,9 @@ pub struct ApiConfig {
     /// then needs no credential that can approve plans. Absent = metrics on `listen` only.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
+    /// Header-read and idle timeouts and the connection limit of each daemon listener.
+    #[serde(default)]
+    pub limits: firebreak_serving::Limits,
 }
 
 #[derive(Debug, Clone, Deserialize)]

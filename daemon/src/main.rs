@@ -108,6 +108,11 @@ enum Command {
         format: IngestFormat,
         file: Option<PathBuf>,
     },
+    /// The incident journal.
+    Journal {
+        #[command(subcommand)]
+        command: JournalCommand,
+    },
     /// The context (RAG) surface.
     Context {
         #[command(subcommand)]
@@ -145,13 +150,22 @@ enum IncidentsCommand {
 }
 
 #[derive(Subcommand)]
+enum JournalCommand {
+    /// Check every link of the chain and the signed checkpoint, without starting (safe beside
+    /// a running daemon). Exit 0 proven, 4 not (the first bad entry is named), 1 unreadable.
+    Verify,
+}
+
+#[derive(Subcommand)]
 enum RunbookCommand {
     /// Validate every *.yaml runbook in DIR; errors name the file and the field.
     Check { dir: PathBuf },
 }
 
-/// Exit codes: 0 contained or planned; 1 error; 2 bad input; 3 not contained (waiting, failed).
+/// Exit codes: 0 contained or planned; 1 error; 2 bad input; 3 not contained (waiting, failed);
+/// 4 the journal's history cannot be proven (nothing was served or changed).
 const EXIT_NOT_CONTAINED: u8 = 3;
+const EXIT_UNPROVABLE: u8 = 4;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -179,6 +193,8 @@ fn main() -> ExitCode {
             eprintln!("firebreak: {e:#}");
             ExitCode::from(if e.downcast_ref::<BadInput>().is_some() {
                 2
+            } else if e.downcast_ref::<app::JournalRefused>().is_some() {
+                EXIT_UNPROVABLE
             } else {
                 1
             })
@@ -220,7 +236,13 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
                 BadInput("gateway is not configured; add a gateway: section to the config".into())
             })?;
             built.engine.recover();
-            firebreak_tools::serve(gateway, policy).await?;
+            let soft = open_file_limit();
+            let gateway = firebreak_tools::GatewayConfig {
+                limits: listener_limits(gateway.limits, soft, 1)?,
+                ..gateway
+            };
+            let metrics = connection_metrics(&built.engine, "gateway")?;
+            firebreak_tools::serve(gateway, policy, Some(metrics)).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan { alert } => {
@@ -360,6 +382,31 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Journal {
+            command: JournalCommand::Verify,
+        } => {
+            let verified = app::verify_journal(&paths)?;
+            let checkpoint = verified.checkpoint.as_ref();
+            let json = json!({
+                "journal": paths.journal,
+                "entries": verified.entries,
+                "head": verified.head,
+                "checkpoint": checkpoint.map(|c| json!({"seq": c.seq, "at": c.at})),
+            });
+            print(out, &json, || {
+                format!(
+                    "journal {}: {} entries, chain verified; head {}; checkpoint {}\n",
+                    paths.journal.display(),
+                    verified.entries,
+                    verified.head,
+                    checkpoint.map_or("none (no entries yet)".into(), |c| format!(
+                        "seq {} signed {} verified",
+                        c.seq, c.at
+                    ))
+                )
+            });
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Context {
             command: ContextCommand::Ddl,
         } => {
@@ -431,6 +478,21 @@ async fn contain_offline(
         engine.shutdown();
         return Err(refusal.into());
     }
+    if !dry_run {
+        // A TTL is a timer in the daemon: with none running, nothing would revert the action
+        // when it expires. Refused before anything is journaled or changed.
+        let preview = engine.plan_only(&alert).await;
+        if let Ok(Some(ttl)) = preview.as_ref().map(|p| p.ttl_seconds) {
+            engine.shutdown();
+            anyhow::bail!(
+                "--offline cannot honour this plan's TTL ({}, {}): nothing reverts it while no \
+                 daemon runs. Contain through the running daemon (without --offline), or match \
+                 a runbook rule without `ttl`",
+                humantime::format_duration(Duration::from_secs(ttl)),
+                preview.map(|p| p.mode_reason).unwrap_or_default()
+            );
+        }
+    }
     let request = if dry_run {
         Request::DryRun
     } else {
@@ -456,10 +518,20 @@ async fn serve(config: Config, paths: app::Paths) -> anyhow::Result<ExitCode> {
     } = app::engine(&config, &paths, true, Mode::Daemon).await?;
     let resumed = engine.recover();
     tracing::info!(incidents = resumed.len(), "incidents resumed");
+    // Every listener shares the process's descriptors: each gets its share, with headroom.
+    let soft = open_file_limit();
+    let listeners =
+        1 + usize::from(gateway.is_some()) + usize::from(config.api.metrics_listen.is_some());
+    let limits = listener_limits(config.api.limits, soft, listeners)?;
     if let Some((gateway, policy)) = gateway {
         tracing::info!(addr = %gateway.listen, "MCP tool gateway serving");
+        let gateway = firebreak_tools::GatewayConfig {
+            limits: listener_limits(gateway.limits, soft, listeners)?,
+            ..gateway
+        };
+        let metrics = connection_metrics(&engine, "gateway")?;
         tokio::spawn(async move {
-            if let Err(e) = firebreak_tools::serve(gateway, policy).await {
+            if let Err(e) = firebreak_tools::serve(gateway, policy, Some(metrics)).await {
                 tracing::error!(error = %e, "the MCP tool gateway stopped");
             }
         });
@@ -486,15 +558,27 @@ async fn serve(config: Config, paths: app::Paths) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot listen on api.metricsListen {addr}"))?;
         tracing::info!(addr = %listener.local_addr()?, "metrics serving (no token)");
         let metrics = http::metrics_router(api.clone());
+        let counted = connection_metrics(&engine, "metrics")?;
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, metrics).await {
+            let served = firebreak_serving::serve_with_metrics(
+                listener,
+                metrics,
+                limits,
+                Some(counted),
+                std::future::pending(),
+            );
+            if let Err(e) = served.await {
                 tracing::error!(error = %e, "the metrics listener stopped");
             }
         });
     }
     let mut router = http::router(api, config.api.max_body_bytes);
     if let Some((feed, auth)) = feed {
-        router = router.merge(firebreak_delegation::feed::router(feed, auth));
+        router = router.merge(firebreak_delegation::feed::router(
+            feed,
+            auth,
+            Some(engine.clone()),
+        ));
     }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -505,16 +589,18 @@ async fn serve(config: Config, paths: app::Paths) -> anyhow::Result<ExitCode> {
             )
         })?;
     tracing::info!(addr = %listener.local_addr()?, data = %paths.data.display(), "firebreak serving");
-    // Feed changes are small SSE events: send them now, not after Nagle's delay.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     let stop = Arc::new(tokio::sync::Notify::new());
-    let server = axum::serve(listener, router).with_graceful_shutdown({
-        let stop = stop.clone();
-        async move { stop.notified().await }
-    });
-    let server = tokio::spawn(async move { server.await });
+    let server = firebreak_serving::serve_with_metrics(
+        listener,
+        router,
+        limits,
+        Some(connection_metrics(&engine, "api")?),
+        {
+            let stop = stop.clone();
+            async move { stop.notified().await }
+        },
+    );
+    let server = tokio::spawn(server);
     stopped().await;
     stop.notify_one();
     // Requests in flight finish; feed streams never end by themselves, so the wait is bounded.
@@ -530,7 +616,49 @@ async fn serve(config: Config, paths: app::Paths) -> anyhow::Result<ExitCode> {
     } else {
         tracing::warn!(within = ?DRAIN, "stopped with steps in flight; they are journaled and the next start resumes them");
     }
+    // The head the next start must find, signed now rather than when the last handle drops.
+    if let Err(e) = engine.journal().checkpoint().await {
+        tracing::error!(error = %e, "journal checkpoint not signed at stop");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Raises the soft open-file limit to the hard one (idle connections must not exhaust it),
+/// and says what it is.
+fn open_file_limit() -> u64 {
+    match firebreak_serving::raise_nofile_limit() {
+        Ok((soft, hard)) => {
+            tracing::info!(soft, hard, "open-file limit");
+            soft
+        }
+        Err(e) => {
+            // The classic default: the limits are then cut to fit it.
+            tracing::warn!(error = %e, "cannot raise the open-file limit; assuming 1024");
+            1024
+        }
+    }
+}
+
+/// A listener's configured limits, checked, and kept within its share of the descriptors.
+fn listener_limits(
+    limits: firebreak_serving::Limits,
+    soft: u64,
+    listeners: usize,
+) -> anyhow::Result<firebreak_serving::Limits> {
+    limits
+        .validate()
+        .map_err(|e| BadInput(format!("limits: {e}")))?;
+    Ok(limits.clamp_to_nofile(soft, listeners))
+}
+
+/// Connection counters of one listener, registered with the engine's metrics.
+fn connection_metrics(
+    engine: &firebreak_containment::engine::Engine,
+    listener: &str,
+) -> anyhow::Result<firebreak_serving::Metrics> {
+    let metrics = firebreak_serving::Metrics::new(listener)?;
+    metrics.register(&engine.metrics().registry)?;
+    Ok(metrics)
 }
 
 /// How long a stop waits for connections, then for the engine's steps in flight.

@@ -7,14 +7,19 @@ use std::time::Duration;
 
 use anyhow::Result;
 use firebreak_aws::policy::{CompiledPolicies, NamedPolicy, Permit, PolicyDocument, Request};
-use firebreak_e2e::daemon::{DaemonOptions, Workspace};
+use firebreak_e2e::daemon::DaemonOptions;
 use firebreak_e2e::moto::{self, Moto};
-use firebreak_e2e::{decode_policy, seed_role};
 use serde_json::{json, Value};
+
+#[path = "aws/fixture.rs"]
+mod fixture;
+use fixture::{alert, fixture, fixture_on, Fixture};
+
+#[path = "aws/cli.rs"]
+mod cli;
 
 const BIN: &str = env!("CARGO_BIN_EXE_firebreak");
 const WAIT: Duration = Duration::from_secs(20);
-const ISSUER: &str = "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B716D3041E";
 
 const S3_BROAD: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject","s3:PutObject"],"Resource":"arn:aws:s3:::*"}]}"#;
 const LEDGER: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"dynamodb:GetItem","Resource":"arn:aws:dynamodb:us-east-1:123456789012:table/ledger"}]}"#;
@@ -22,138 +27,6 @@ const REPORTS: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
 const PAYOUTS_WRITER: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:PutObject","Resource":"arn:aws:s3:::partner-payouts/*"}]}"#;
 const IAM_STAR: &str =
     r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iam:*","Resource":"*"}]}"#;
-
-fn trust(service_account: &str) -> String {
-    json!({"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow",
-        "Principal": {"Federated": format!("arn:aws:iam::123456789012:oidc-provider/{ISSUER}")},
-        "Action": "sts:AssumeRoleWithWebIdentity",
-        "Condition": {"StringEquals": {format!("{ISSUER}:sub"): format!("system:serviceaccount:payments:{service_account}")}}
-    }]})
-    .to_string()
-}
-
-/// An agent `name` in namespace payments whose role is `name`, with the walk-through envelope.
-fn envelope(name: &str, status: &str) -> String {
-    format!(
-        r#"apiVersion: firebreak.dev/v1alpha1
-kind: Envelope
-metadata: {{name: {name}, namespace: payments}}
-spec:
-  agent: {{cluster: prod-eks, namespace: payments, workload: Deployment/{name}, serviceAccount: {name}}}
-  version: 3
-  status: {status}
-  identity:
-    principals: [arn:aws:iam::123456789012:role/{name}]
-    observed:
-      - {{action: s3:GetObject, resource: "arn:aws:s3:::invoices/*", closure: structural, count: 900, sessions: 80}}
-      - {{action: s3:PutObject, resource: "arn:aws:s3:::payment-receipts/*", closure: structural, count: 400, sessions: 60}}
-      - {{action: dynamodb:GetItem, resource: "arn:aws:dynamodb:us-east-1:123456789012:table/ledger", closure: literal, count: 5000, sessions: 200}}
-      - {{action: sqs:SendMessage, resource: "arn:aws:sqs:us-east-1:123456789012:events", closure: literal, count: 1, sessions: 1}}
-"#
-    )
-}
-
-fn alert(id: &str, name: &str, resource: &str, tier: &str) -> Value {
-    json!({
-        "id": id, "source": "test", "time": "2026-11-22T02:47:00Z",
-        "agent": {"cluster": "prod-eks", "namespace": "payments",
-                  "workload": format!("Deployment/{name}"), "serviceAccount": name},
-        "dimension": "identity",
-        "parameter": {"action": "s3:PutObject", "resource": resource},
-        "tier": tier, "severity": "critical", "evidence": {}
-    })
-}
-
-struct Fixture {
-    moto: &'static Moto,
-    iam: aws_sdk_iam::Client,
-    ws: Workspace,
-    name: String,
-}
-
-/// A role `name` with the given inline and managed policies, and an agent whose envelope uses it.
-async fn fixture(name: &str, inline: &[(&str, &str)], managed: &[(&str, &str)]) -> Result<Fixture> {
-    fixture_on(moto::shared(), name, inline, managed, "converged").await
-}
-
-async fn fixture_on(
-    moto: &'static Moto,
-    name: &str,
-    inline: &[(&str, &str)],
-    managed: &[(&str, &str)],
-    status: &str,
-) -> Result<Fixture> {
-    let iam = moto.iam_client().await;
-    let managed: Vec<(String, &str)> = managed
-        .iter()
-        .map(|(n, d)| (format!("{name}-{n}"), *d))
-        .collect();
-    let managed_refs: Vec<(&str, &str)> = managed.iter().map(|(n, d)| (n.as_str(), *d)).collect();
-    seed_role(&iam, name, &trust(name), inline, &managed_refs).await?;
-    let ws = Workspace::new(BIN)?;
-    ws.add_envelope(name, &envelope(name, status))?;
-    Ok(Fixture {
-        moto,
-        iam,
-        ws,
-        name: name.to_string(),
-    })
-}
-
-impl Fixture {
-    fn options(&self) -> DaemonOptions {
-        DaemonOptions::new(self.moto.endpoint())
-    }
-
-    /// Every request moto received naming this fixture's role, by action.
-    async fn role_requests(&self, action: &str) -> Result<usize> {
-        Ok(self
-            .moto
-            .iam_requests()
-            .await?
-            .iter()
-            .filter(|r| r.action == action && r.param("RoleName") == Some(self.name.as_str()))
-            .count())
-    }
-
-    async fn inline_names(&self) -> Result<Vec<String>> {
-        Ok(self
-            .iam
-            .list_role_policies()
-            .role_name(&self.name)
-            .send()
-            .await?
-            .policy_names()
-            .to_vec())
-    }
-
-    async fn inline_document(&self, policy: &str) -> Result<Value> {
-        let out = self
-            .iam
-            .get_role_policy()
-            .role_name(&self.name)
-            .policy_name(policy)
-            .send()
-            .await?;
-        Ok(decode_policy(out.policy_document()))
-    }
-
-    async fn attached(&self) -> Result<Vec<String>> {
-        let mut names: Vec<String> = self
-            .iam
-            .list_attached_role_policies()
-            .role_name(&self.name)
-            .send()
-            .await?
-            .attached_policies()
-            .iter()
-            .filter_map(|p| p.policy_name().map(str::to_string))
-            .collect();
-        names.sort();
-        Ok(names)
-    }
-}
 
 fn candidate<'a>(plan: &'a Value, kind: &str) -> &'a Value {
     plan["candidates"]
@@ -844,105 +717,5 @@ async fn a_learning_envelope_is_planned_and_escalated_but_never_acted_on() -> Re
         1,
         "only the seeding write"
     );
-    Ok(())
-}
-
-#[tokio::test]
-async fn the_cli_contains_lists_shows_and_rolls_back_through_the_daemon() -> Result<()> {
-    let f = fixture("agent-l", &[("ledger-read", LEDGER)], &[("s3", S3_BROAD)]).await?;
-    let opts = f.options();
-    let alert_file = write_alert(&f, "l-1", "arn:aws:s3:::partner-payouts/*")?;
-
-    // Without a daemon, contain says how to reach one (or to go --offline) and changes nothing.
-    let (code, _, stderr) =
-        f.ws.cli(&opts, &["contain", "--by", "alice", "--alert", &alert_file])?;
-    assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("firebreak serve"), "{stderr}");
-    assert!(
-        !f.inline_names()
-            .await?
-            .iter()
-            .any(|n| n.starts_with("firebreak-")),
-        "nothing written"
-    );
-
-    let daemon = f.ws.start(&opts).await?;
-    let (code, stdout, stderr) = daemon.cli(&[
-        "--output",
-        "json",
-        "contain",
-        "--by",
-        "alice",
-        "--alert",
-        &alert_file,
-    ])?;
-    assert_eq!(code, 0, "contain exits 0 once contained: {stdout}{stderr}");
-    let out: Value = serde_json::from_str(&stdout)?;
-    assert_eq!(out["status"], "contained");
-    let incident = out["incident"].as_str().unwrap_or_default().to_string();
-    assert!(f
-        .inline_names()
-        .await?
-        .contains(&format!("firebreak-{incident}")));
-    // The daemon acted: its own view has the incident, with the operator named.
-    let shown = daemon.incident(&incident).await?;
-    assert_eq!(shown["status"], "contained", "{shown}");
-    assert_eq!(shown["plans"][0]["approvedBy"], "alice", "{shown}");
-
-    // While the daemon runs, --offline is refused: one process acts on a journal.
-    let (code, _, stderr) = daemon.cli(&["rollback", "--offline", "--by", "alice", &incident])?;
-    assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("lock"), "{stderr}");
-
-    let (code, stdout, stderr) = daemon.cli(&["rollback", "--by", "alice", &incident])?;
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.contains("reverted"), "{stdout}");
-    assert!(!f
-        .inline_names()
-        .await?
-        .contains(&format!("firebreak-{incident}")));
-    drop(daemon);
-
-    let (code, list, _) = f.ws.cli(&opts, &["incidents", "list"])?;
-    assert_eq!(code, 0);
-    assert!(
-        list.contains(&incident) && list.contains("reverted"),
-        "{list}"
-    );
-    let (code, shown, _) = f.ws.cli(&opts, &["incidents", "show", &incident])?;
-    assert_eq!(code, 0);
-    assert!(
-        shown.contains("approved by alice") && shown.contains("aws.inline_deny"),
-        "{shown}"
-    );
-
-    let (code, _, stderr) = f.ws.cli(&opts, &["incidents", "show", "inc-missing"])?;
-    assert_eq!(code, 2, "an unknown incident is bad input");
-    assert!(stderr.contains("inc-missing"), "{stderr}");
-
-    let bad = f.ws.path().join("bad-runbooks");
-    std::fs::create_dir_all(&bad)?;
-    std::fs::write(
-        bad.join("bad.yaml"),
-        SHORT_TTL_RUNBOOK.replace("mode: auto", "mode: yolo"),
-    )?;
-    let (code, _, stderr) =
-        f.ws.cli(&opts, &["runbook", "check", &bad.display().to_string()])?;
-    assert_eq!(code, 2);
-    assert!(
-        stderr.contains("bad.yaml")
-            && stderr.contains("spec.rules[0].mode")
-            && stderr.contains("yolo"),
-        "{stderr}"
-    );
-    let (code, stdout, _) = f.ws.cli(
-        &opts,
-        &[
-            "runbook",
-            "check",
-            &format!("{}/../runbooks", env!("CARGO_MANIFEST_DIR")),
-        ],
-    )?;
-    assert_eq!(code, 0, "the shipped runbooks are valid: {stdout}");
     Ok(())
 }

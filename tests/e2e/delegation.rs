@@ -114,7 +114,7 @@ impl Rig {
         let config: FeedConfig = serde_json::from_value(json!({
             "tokens": {TOKEN: "*", C_TOKEN: [C]}
         }))?;
-        let app = feed::router(feed.clone(), FeedAuth::new(&config)?).merge(
+        let app = feed::router(feed.clone(), FeedAuth::new(&config)?, Some(engine.clone())).merge(
             Router::new()
                 .route("/control/contain", post(contain))
                 .route("/control/rollback", post(rollback))
@@ -276,6 +276,15 @@ async fn langgraph_crewai_autogen_and_a2a_shims_follow_severing_and_rollback_liv
     );
     // Every containment the shims saw went through the engine and was rolled back.
     assert!(!rig.engine.incidents().await.is_empty());
+    // The shims reported what they refused: journaled under the incidents that refused it.
+    let journaled = refused_calls(&rig, Duration::from_secs(5)).await?;
+    assert!(
+        journaled
+            .iter()
+            .any(|call| call.contains(&format!("{A} → {B}"))),
+        "{journaled:?}"
+    );
+    assert!(rig.engine.metrics().refused_calls.get() >= journaled.len() as u64);
     let a = rig.feed.document(&AgentKey(A.into())).context("a")?;
     assert!(a.severed.is_empty() && !a.paused, "{a:?}");
     Ok(())
@@ -524,6 +533,87 @@ async fn a_dry_run_plans_the_sever_and_changes_no_feed_version() -> Result<()> {
     assert_eq!(rig.feed.version(), version, "a dry run wrote the feed");
     let (_, after) = rig.get(TOKEN, &format!("?agent={A}")).await?;
     assert_eq!(before, after);
+    Ok(())
+}
+
+/// The `call` of every `call-refused` entry, once at least one is journaled (reports arrive
+/// in the background).
+async fn refused_calls(rig: &Rig, within: Duration) -> Result<Vec<String>> {
+    let deadline = Instant::now() + within;
+    loop {
+        let calls: Vec<String> = rig
+            .engine
+            .journal()
+            .entries()?
+            .into_iter()
+            .filter(|e| e.kind == "call-refused")
+            .filter_map(|e| e.body["call"].as_str().map(str::to_string))
+            .collect();
+        if !calls.is_empty() || Instant::now() > deadline {
+            return Ok(calls);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn report(rig: &Rig, token: &str, body: Value) -> Result<(StatusCode, Value)> {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/feed/refusals", rig.base))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await?;
+    let status = StatusCode::from_u16(resp.status().as_u16())?;
+    Ok((status, resp.json().await?))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_a_shim_reports_is_journaled_under_the_incident_that_severed_the_edge(
+) -> Result<()> {
+    let rig = Rig::start().await?;
+    let incident = sever(&rig, "report-1").await?;
+    // Nothing refuses a → c: answered, nothing journaled.
+    let (status, body) = report(&rig, TOKEN, json!({"from": A, "to": C})).await?;
+    assert_eq!(
+        (status, body["incidents"].clone()),
+        (StatusCode::OK, json!([]))
+    );
+    // c's token reads neither a nor b; a malformed body names what is wrong.
+    let (status, _) = report(&rig, C_TOKEN, json!({"from": A, "to": B})).await?;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = report(&rig, TOKEN, json!({"from": A, "too": B})).await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"].as_str().unwrap_or_default().contains("too"),
+        "{body}"
+    );
+    let (status, body) = report(&rig, TOKEN, json!({"from": "a\nforged", "to": B})).await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(rig
+        .engine
+        .journal()
+        .entries()?
+        .iter()
+        .all(|e| e.kind != "call-refused"));
+
+    let (status, body) = report(&rig, TOKEN, json!({"from": A, "to": B})).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["incidents"], json!([incident.as_str()]));
+    let calls = refused_calls(&rig, Duration::from_secs(5)).await?;
+    assert_eq!(calls, [format!("delegation {A} → {B}")]);
+    let entry = rig
+        .engine
+        .journal()
+        .entries_for(incident.as_str())?
+        .into_iter()
+        .find(|e| e.kind == "call-refused")
+        .context("call-refused under the severing incident")?;
+    assert!(entry.body["plan"]
+        .as_str()
+        .is_some_and(|p| p.starts_with(incident.as_str())));
+    assert_eq!(rig.engine.metrics().refused_calls.get(), 1);
+    let view = rig.engine.incident(&incident).await.context("incident")?;
+    assert_eq!(view.plans.iter().map(|p| p.refused_calls).sum::<u64>(), 1);
     Ok(())
 }
 

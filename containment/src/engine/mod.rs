@@ -461,12 +461,12 @@ impl Engine {
     pub fn record_refused_call(
         &self,
         incident: &IncidentId,
-        plan: &PlanId,
+        plan: Option<&PlanId>,
         agent: &str,
         call: &str,
     ) {
         let command = Command::CallRefused {
-            plan: plan.clone(),
+            plan: plan.cloned(),
             agent: agent.to_string(),
             call: call.to_string(),
         };

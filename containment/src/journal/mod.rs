@@ -16,6 +16,12 @@
 //! * **Append-only in the database.** Triggers abort any UPDATE or DELETE, so a
 //!   bug elsewhere in the process cannot rewrite history; [`Journal::verify_chain`]
 //!   detects anyone who removes the triggers and does it anyway.
+//! * **Anchored outside the file.** [`Journal::open_anchored`] verifies the chain and a signed
+//!   checkpoint of the head ([`anchor`]) before anything is served, and keeps the checkpoint
+//!   current (every N entries and when the journal closes), so truncation, re-chaining and a
+//!   deleted journal are refused at start.
+//! * **Owner-only.** The file (and the directories it creates) are 0600 / 0700: the journal holds
+//!   every plan, target and operator name.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,23 +30,28 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::canonical::canonical_json;
 
+pub mod anchor;
+mod error;
+mod writer;
+pub use error::JournalError;
+use writer::{writer_loop, Anchored, Request};
+mod verify;
+pub use anchor::{Anchor, Checkpoint};
+pub use verify::verify;
+use verify::walk;
+
 /// `prev_hash` of the first entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Schema version stored in `PRAGMA user_version`.
 const SCHEMA_VERSION: i64 = 1;
-
-/// Soft cap on entries per transaction: bounds transaction size and the latency
-/// of the waiters at the front of a large batch. A single `append_all` larger
-/// than this is still written whole, because it must be atomic.
-const MAX_BATCH_ENTRIES: usize = 1024;
 
 /// Queued requests before `append` starts waiting for room (backpressure instead
 /// of unbounded memory growth when the disk is slow).
@@ -95,73 +106,14 @@ pub struct Entry {
     pub hash: String,
 }
 
-#[derive(thiserror::Error, Debug)]
-pub enum JournalError {
-    #[error("cannot create journal directory {path}: {source}; create it or fix the data dir permissions")]
-    CreateDir {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-
-    #[error("journal at {path} is not writable ({source}): check the data dir permissions and free space")]
-    NotWritable {
-        path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
-    },
-
-    #[error("cannot open journal at {path} ({source}): check that the path is a firebreak journal (SQLite) and not corrupted; restore from backup or point the data dir elsewhere")]
-    Open {
-        path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
-    },
-
-    #[error("journal at {path} has schema version {found}, this build supports up to {supported}: upgrade firebreak or use a different data dir")]
-    NewerSchema {
-        path: PathBuf,
-        found: i64,
-        supported: i64,
-    },
-
-    #[error("cannot start the journal writer thread for {path} ({source}): the host is out of threads or memory; free resources and restart")]
-    Spawn {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-
-    #[error("invalid journal entry: {reason}; fix the caller")]
-    InvalidEntry { reason: String },
-
-    /// The batch transaction failed; none of its entries were recorded. Shared
-    /// by every waiter of the batch, hence the `Arc`.
-    #[error("journal write to {path} failed, the event was NOT recorded ({source}): check disk space and permissions, then retry")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: Arc<rusqlite::Error>,
-    },
-
-    #[error("journal writer for {path} has stopped, the event was NOT recorded: see earlier errors in the log and restart the daemon")]
-    WriterGone { path: PathBuf },
-
-    #[error("cannot read journal at {path} ({source}): check the file permissions and that no other process holds a write lock for long")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
-    },
-
-    #[error("journal entry seq {seq} is unreadable: {reason}; the file was altered outside firebreak, preserve it for forensics")]
-    Corrupt { seq: u64, reason: String },
-
-    #[error("journal chain broken at seq {seq}: {reason}; the journal was altered outside firebreak, preserve the file for forensics and do not trust entries from seq {seq} on")]
-    ChainBroken { seq: u64, reason: String },
-
-    #[error("journal reader lock poisoned by an earlier panic: restart the daemon")]
-    Poisoned,
+/// What verification established: the chain links up to `head`, and (when anchored) the
+/// entry at the checkpoint's seq carries the checkpoint's hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    pub entries: u64,
+    /// The last entry's hash, or [`GENESIS_HASH`] for an empty journal.
+    pub head: String,
+    pub checkpoint: Option<Checkpoint>,
 }
 
 /// Handle to the journal. Cheap to clone; all clones share one writer thread.
@@ -204,21 +156,68 @@ struct Prepared {
     body: serde_json::Value,
 }
 
-struct Request {
-    entries: Vec<Prepared>,
-    reply: oneshot::Sender<Result<Vec<Entry>, JournalError>>,
-}
-
 impl Journal {
-    /// Opens (creating if needed) the journal at `path` and starts its writer thread.
+    /// Opens (creating if needed) the journal at `path` and starts its writer thread. No
+    /// checkpoint: for tools and tests; the daemon opens with [`Journal::open_anchored`].
     pub fn open(path: &Path) -> Result<Journal, JournalError> {
+        Self::start(path, None)
+    }
+
+    /// Verifies the journal against its chain and its signed checkpoint, refusing any break,
+    /// then opens it and keeps the checkpoint current. A first start creates the key (0600)
+    /// and signs the head it finds.
+    pub fn open_anchored(
+        path: &Path,
+        key: &Path,
+        checkpoint: &Path,
+        every: u64,
+    ) -> Result<(Journal, Verified), JournalError> {
+        for file in [path, checkpoint] {
+            if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                create_private_dir(dir)?;
+            }
+        }
+        let (anchor, created) = match Anchor::load(key, checkpoint, every)? {
+            Some(anchor) => (anchor, false),
+            None => (Anchor::create(key, checkpoint, every)?, true),
+        };
+        let verified = verify(path, Some(&anchor))?;
+        if verified.checkpoint.is_none() && !created {
+            return Err(JournalError::CheckpointMissing {
+                path: checkpoint.to_path_buf(),
+                key: key.to_path_buf(),
+                entries: verified.entries,
+            });
+        }
+        if created && verified.entries > 0 {
+            tracing::warn!(
+                entries = verified.entries,
+                key = %key.display(),
+                "journal had no checkpoint key: its chain verifies, but what happened to it \
+                 before now cannot be proven; signing its head from now on"
+            );
+        }
+        let signed = verified.checkpoint.as_ref().map(|c| c.seq);
+        let mut anchored = Anchored {
+            anchor,
+            signed: signed.unwrap_or(0),
+            head: (verified.entries, verified.head.clone()),
+        };
+        // A key without a checkpoint must never be a normal state, so a new key signs at once;
+        // entries after the checkpoint (a crash) are covered from now on.
+        if signed.is_none_or(|seq| seq < verified.entries) {
+            anchored.after_commit(true)?;
+        }
+        let journal = Self::start(path, Some(anchored))?;
+        Ok((journal, verified))
+    }
+
+    fn start(path: &Path, anchored: Option<Anchored>) -> Result<Journal, JournalError> {
         let path = path.to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| JournalError::CreateDir {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+            create_private_dir(dir)?;
         }
+        private_file(&path)?;
 
         let conn = open_writer(&path)?;
         // The reader is opened after the writer so the file and schema exist.
@@ -231,7 +230,7 @@ impl Journal {
             let writer_path = path.clone();
             std::thread::Builder::new()
                 .name("journal-writer".into())
-                .spawn(move || writer_loop(conn, rx, &writer_path, &commits))
+                .spawn(move || writer_loop(conn, rx, &writer_path, &commits, anchored))
                 .map_err(|source| JournalError::Spawn {
                     path: path.clone(),
                     source,
@@ -269,13 +268,31 @@ impl Journal {
             .into_iter()
             .map(prepare)
             .collect::<Result<Vec<_>, _>>()?;
+        self.request(entries, false).await
+    }
+
+    /// Signs the current head now (the daemon calls it when it stops). Without an anchor, a
+    /// no-op.
+    pub async fn checkpoint(&self) -> Result<(), JournalError> {
+        self.request(Vec::new(), true).await.map(drop)
+    }
+
+    async fn request(
+        &self,
+        entries: Vec<Prepared>,
+        checkpoint: bool,
+    ) -> Result<Vec<Entry>, JournalError> {
         let (reply, rx) = oneshot::channel();
         let gone = || JournalError::WriterGone {
             path: self.inner.path.clone(),
         };
         self.inner
             .tx
-            .send(Request { entries, reply })
+            .send(Request {
+                entries,
+                checkpoint,
+                reply,
+            })
             .await
             .map_err(|_| gone())?;
         // A dropped reply sender means the writer died mid-batch.
@@ -299,52 +316,7 @@ impl Journal {
     /// entries checked, or [`JournalError::ChainBroken`] at the first bad seq.
     pub fn verify_chain(&self) -> Result<u64, JournalError> {
         let reader = self.reader()?;
-        let read_err = |source| JournalError::Read {
-            path: self.inner.path.clone(),
-            source,
-        };
-        let mut stmt = reader
-            .prepare(&format!("{SELECT_COLUMNS} ORDER BY seq"))
-            .map_err(read_err)?;
-        let mut rows = stmt.query([]).map_err(read_err)?;
-
-        let mut expected_seq: u64 = 1;
-        let mut prev_hash = GENESIS_HASH.to_string();
-        while let Some(row) = rows.next().map_err(read_err)? {
-            let raw = RawRow::from_row(row).map_err(read_err)?;
-            if raw.seq != expected_seq {
-                return Err(JournalError::ChainBroken {
-                    seq: expected_seq,
-                    reason: format!(
-                        "seq {expected_seq} is missing (next stored seq is {})",
-                        raw.seq
-                    ),
-                });
-            }
-            if raw.prev_hash != prev_hash {
-                return Err(JournalError::ChainBroken {
-                    seq: raw.seq,
-                    reason: "prev_hash does not match the hash of the previous entry".into(),
-                });
-            }
-            let computed = chain_hash(
-                &raw.prev_hash,
-                raw.seq,
-                &raw.at,
-                &raw.incident,
-                &raw.kind,
-                &raw.body,
-            );
-            if computed != raw.hash {
-                return Err(JournalError::ChainBroken {
-                    seq: raw.seq,
-                    reason: "stored hash does not match the entry's contents".into(),
-                });
-            }
-            prev_hash = raw.hash;
-            expected_seq += 1;
-        }
-        Ok(expected_seq - 1)
+        walk(&reader, &self.inner.path, None).map(|walked| walked.entries)
     }
 
     /// Transactions committed by the writer since `open`.
@@ -374,6 +346,52 @@ impl Journal {
             .map_err(read_err)?;
         raws.into_iter().map(RawRow::into_entry).collect()
     }
+}
+
+/// Creates `dir` (and missing parents) as 0700.
+fn create_private_dir(dir: &Path) -> Result<(), JournalError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| JournalError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+/// The journal file (and SQLite's -wal and -shm beside it, which take its mode) is 0600: a
+/// new one is created so, an existing one readable by others is narrowed.
+fn private_file(path: &Path) -> Result<(), JournalError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let not_writable = |source: std::io::Error| JournalError::CreateDir {
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(not_writable(e)),
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        let Ok(meta) = std::fs::metadata(&file) else {
+            continue;
+        };
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                .map_err(not_writable)?;
+            tracing::warn!(path = %file.display(), mode = format!("{:o}", mode & 0o777), "journal file was readable by others; narrowed to 0600");
+        }
+    }
+    Ok(())
 }
 
 fn prepare(entry: NewEntry) -> Result<Prepared, JournalError> {
@@ -467,121 +485,6 @@ fn open_reader(path: &Path) -> Result<Connection, JournalError> {
     Ok(conn)
 }
 
-fn writer_loop(
-    mut conn: Connection,
-    mut rx: mpsc::Receiver<Request>,
-    path: &Path,
-    commits: &AtomicU64,
-) {
-    // Blocks for the first request, then takes whatever else is already queued.
-    while let Some(first) = rx.blocking_recv() {
-        let mut queued = first.entries.len();
-        let mut batch = vec![first];
-        while queued < MAX_BATCH_ENTRIES {
-            match rx.try_recv() {
-                Ok(req) => {
-                    queued += req.entries.len();
-                    batch.push(req);
-                }
-                Err(_) => break,
-            }
-        }
-
-        match write_batch(&mut conn, &batch) {
-            Ok(mut written) => {
-                commits.fetch_add(1, Ordering::Relaxed);
-                // write_batch returns one Vec per request, in request order.
-                for req in batch.into_iter().rev() {
-                    let entries = written.pop().unwrap_or_default();
-                    // A closed receiver means the appender gave up; the entry is
-                    // committed regardless, nothing to do.
-                    let _ = req.reply.send(Ok(entries));
-                }
-            }
-            Err(source) => {
-                tracing::error!(
-                    path = %path.display(),
-                    error = %source,
-                    entries = queued,
-                    "journal batch failed; rolled back"
-                );
-                let source = Arc::new(source);
-                for req in batch {
-                    let _ = req.reply.send(Err(JournalError::Write {
-                        path: path.to_path_buf(),
-                        source: Arc::clone(&source),
-                    }));
-                }
-            }
-        }
-    }
-}
-
-/// Writes every request of the batch in one transaction. On error the
-/// transaction is rolled back when `tx` drops, so nothing of the batch is visible.
-fn write_batch(
-    conn: &mut Connection,
-    batch: &[Request],
-) -> Result<Vec<Vec<Entry>>, rusqlite::Error> {
-    // IMMEDIATE takes the write lock up front; the tail is re-read inside the
-    // transaction instead of cached, so a failed batch or another writer on the
-    // same file can never fork the chain (a duplicate seq hits the primary key).
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let tail: Option<(u64, String)> = tx
-        .query_row(
-            "SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .optional()?;
-    let (mut seq, mut prev_hash) = tail.unwrap_or_else(|| (0, GENESIS_HASH.to_string()));
-
-    let mut out = Vec::with_capacity(batch.len());
-    {
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO journal (seq, at, incident, kind, body, prev_hash, hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?;
-        for req in batch {
-            let mut written = Vec::with_capacity(req.entries.len());
-            for p in &req.entries {
-                seq += 1;
-                let at = Utc::now();
-                let at_text = format_at(&at);
-                let hash = chain_hash(
-                    &prev_hash,
-                    seq,
-                    &at_text,
-                    &p.incident,
-                    &p.kind,
-                    &p.body_text,
-                );
-                insert.execute(params![
-                    seq,
-                    at_text,
-                    p.incident,
-                    p.kind,
-                    p.body_text,
-                    prev_hash,
-                    hash
-                ])?;
-                written.push(Entry {
-                    seq,
-                    at,
-                    incident: p.incident.clone(),
-                    kind: p.kind.clone(),
-                    body: p.body.clone(),
-                    prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
-                    hash,
-                });
-            }
-            out.push(written);
-        }
-    }
-    tx.commit()?;
-    Ok(out)
-}
-
 fn format_at(at: &DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
@@ -658,263 +561,4 @@ impl RawRow {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn new(incident: &str, kind: &str, body: serde_json::Value) -> NewEntry {
-        NewEntry {
-            incident: incident.into(),
-            kind: kind.into(),
-            body,
-        }
-    }
-
-    fn temp_journal() -> (tempfile::TempDir, PathBuf, Journal) {
-        let dir = tempfile::tempdir().unwrap();
-        // A nested path also exercises parent-directory creation.
-        let path = dir.path().join("data").join("journal.db");
-        let journal = Journal::open(&path).unwrap();
-        (dir, path, journal)
-    }
-
-    #[tokio::test]
-    async fn append_and_read_back() {
-        let (_dir, _path, j) = temp_journal();
-        let a = j
-            .append(new(
-                "inc-1",
-                "alert_received",
-                json!({"b": 2, "a": [1, {"z": null, "y": 1.5}]}),
-            ))
-            .await
-            .unwrap();
-        let b = j
-            .append(new("inc-1", "planned", json!({"steps": 3})))
-            .await
-            .unwrap();
-
-        assert_eq!(a.seq, 1);
-        assert_eq!(a.prev_hash, GENESIS_HASH);
-        assert_eq!(b.seq, 2);
-        assert_eq!(b.prev_hash, a.hash);
-        assert_eq!(a.hash.len(), 64);
-        assert_eq!(j.entries().unwrap(), vec![a.clone(), b]);
-        assert_eq!(
-            canonical_json(&a.body),
-            r#"{"a":[1,{"y":1.5,"z":null}],"b":2}"#
-        );
-        assert_eq!(j.verify_chain().unwrap(), 2);
-    }
-
-    #[tokio::test]
-    async fn reopen_continues_seq_and_chain() {
-        let (_dir, path, j) = temp_journal();
-        j.append(new("inc-1", "a", json!(1))).await.unwrap();
-        let last = j.append(new("inc-1", "b", json!(2))).await.unwrap();
-        drop(j);
-
-        let j = Journal::open(&path).unwrap();
-        assert_eq!(j.commits(), 0);
-        let next = j.append(new("inc-2", "c", json!(3))).await.unwrap();
-        assert_eq!(next.seq, 3);
-        assert_eq!(next.prev_hash, last.hash);
-        assert_eq!(j.verify_chain().unwrap(), 3);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn concurrent_appends_are_group_committed() {
-        const N: usize = 200;
-        let (_dir, _path, j) = temp_journal();
-        let barrier = Arc::new(tokio::sync::Barrier::new(N));
-        let tasks: Vec<_> = (0..N)
-            .map(|i| {
-                let j = j.clone();
-                let barrier = Arc::clone(&barrier);
-                tokio::spawn(async move {
-                    barrier.wait().await;
-                    j.append(new(
-                        &format!("inc-{}", i % 7),
-                        "alert_received",
-                        json!({ "i": i }),
-                    ))
-                    .await
-                })
-            })
-            .collect();
-        let mut seqs = Vec::new();
-        for t in tasks {
-            seqs.push(t.await.unwrap().unwrap().seq);
-        }
-        seqs.sort_unstable();
-        assert_eq!(seqs, (1..=N as u64).collect::<Vec<_>>());
-        assert_eq!(j.verify_chain().unwrap(), N as u64);
-        assert!(j.commits() < N as u64, "commits = {}", j.commits());
-    }
-
-    #[tokio::test]
-    async fn tampering_breaks_chain_at_that_seq() {
-        let (_dir, path, j) = temp_journal();
-        for i in 0..5 {
-            j.append(new("inc-1", "event", json!({ "i": i })))
-                .await
-                .unwrap();
-        }
-        assert_eq!(j.verify_chain().unwrap(), 5);
-
-        let raw = Connection::open(&path).unwrap();
-        raw.execute_batch(
-            "DROP TRIGGER journal_no_update;
-             UPDATE journal SET body = '{\"i\":99}' WHERE seq = 3;",
-        )
-        .unwrap();
-
-        match j.verify_chain() {
-            Err(JournalError::ChainBroken { seq, .. }) => assert_eq!(seq, 3),
-            other => panic!("expected ChainBroken at seq 3, got {other:?}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn update_and_delete_are_rejected_by_triggers() {
-        let (_dir, path, j) = temp_journal();
-        let e = j.append(new("inc-1", "event", json!({}))).await.unwrap();
-
-        let raw = Connection::open(&path).unwrap();
-        let update = raw.execute("UPDATE journal SET kind = 'forged' WHERE seq = 1", []);
-        let delete = raw.execute("DELETE FROM journal WHERE seq = 1", []);
-        assert!(update.unwrap_err().to_string().contains("append-only"));
-        assert!(delete.unwrap_err().to_string().contains("append-only"));
-        assert_eq!(j.entries().unwrap(), vec![e]);
-    }
-
-    #[tokio::test]
-    async fn append_all_is_atomic() {
-        let (_dir, path, j) = temp_journal();
-        j.append(new("inc-1", "first", json!(0))).await.unwrap();
-        let before = j.commits();
-
-        // Success: consecutive seqs, one transaction.
-        let batch = j
-            .append_all(vec![
-                new("inc-1", "applying", json!(1)),
-                new("inc-1", "applied", json!(2)),
-                new("inc-1", "verified", json!(3)),
-            ])
-            .await
-            .unwrap();
-        assert_eq!(
-            batch.iter().map(|e| e.seq).collect::<Vec<_>>(),
-            vec![2, 3, 4]
-        );
-        assert_eq!(j.commits(), before + 1);
-
-        // Failure in the middle of a batch: nothing of it is visible.
-        let raw = Connection::open(&path).unwrap();
-        raw.execute_batch(
-            "CREATE TRIGGER poison BEFORE INSERT ON journal WHEN NEW.kind = 'poison'
-             BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
-        )
-        .unwrap();
-        let err = j
-            .append_all(vec![
-                new("inc-2", "ok", json!(1)),
-                new("inc-2", "poison", json!(2)),
-                new("inc-2", "ok", json!(3)),
-            ])
-            .await
-            .unwrap_err();
-        assert!(matches!(err, JournalError::Write { .. }), "{err:?}");
-        assert!(err.to_string().contains("NOT recorded"));
-        assert!(j.entries_for("inc-2").unwrap().is_empty());
-        assert_eq!(j.entries().unwrap().len(), 4);
-
-        // The writer survives and the chain continues without a gap.
-        let next = j.append(new("inc-2", "ok", json!(4))).await.unwrap();
-        assert_eq!(next.seq, 5);
-        assert_eq!(j.verify_chain().unwrap(), 5);
-    }
-
-    #[tokio::test]
-    async fn entries_for_filters_by_incident() {
-        let (_dir, _path, j) = temp_journal();
-        for (inc, kind) in [("a", "1"), ("b", "2"), ("a", "3"), ("c", "4"), ("a", "5")] {
-            j.append(new(inc, kind, json!(null))).await.unwrap();
-        }
-        let a = j.entries_for("a").unwrap();
-        assert_eq!(a.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 3, 5]);
-        assert!(a.iter().all(|e| e.incident == "a"));
-        assert_eq!(j.entries_for("b").unwrap().len(), 1);
-        assert!(j.entries_for("missing").unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn newline_in_incident_or_kind_is_rejected() {
-        let (_dir, _path, j) = temp_journal();
-        let err = j
-            .append(new("inc\n1", "event", json!(1)))
-            .await
-            .unwrap_err();
-        assert!(matches!(err, JournalError::InvalidEntry { .. }), "{err:?}");
-        let err = j
-            .append(new("inc-1", "ev\nent", json!(1)))
-            .await
-            .unwrap_err();
-        assert!(matches!(err, JournalError::InvalidEntry { .. }), "{err:?}");
-        assert!(j.entries().unwrap().is_empty());
-    }
-
-    /// A journal whose "writer" is `fake`, to simulate a dead writer thread.
-    fn journal_with_fake_writer(
-        dir: &tempfile::TempDir,
-        fake: impl FnOnce(mpsc::Receiver<Request>) + Send + 'static,
-    ) -> Journal {
-        let path = dir.path().join("journal.db");
-        drop(open_writer(&path).unwrap());
-        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        let handle = std::thread::spawn(move || fake(rx));
-        Journal {
-            inner: Arc::new(Inner {
-                reader: Mutex::new(open_reader(&path).unwrap()),
-                path,
-                tx,
-                commits: Arc::new(AtomicU64::new(0)),
-                _writer: WriterThread(Some(handle)),
-            }),
-        }
-    }
-
-    #[tokio::test]
-    async fn dead_writer_fails_append_instead_of_hanging() {
-        let dir = tempfile::tempdir().unwrap();
-        let timeout = Duration::from_secs(5);
-
-        // Writer gone before the request is sent.
-        let j = journal_with_fake_writer(&dir, drop);
-        let res = tokio::time::timeout(timeout, j.append(new("i", "k", json!(1)))).await;
-        assert!(
-            matches!(res, Ok(Err(JournalError::WriterGone { .. }))),
-            "{res:?}"
-        );
-
-        // Writer dies mid-batch, after taking the request: its reply sender drops.
-        let j = journal_with_fake_writer(&dir, |mut rx| drop(rx.blocking_recv()));
-        let res = tokio::time::timeout(timeout, j.append(new("i", "k", json!(1)))).await;
-        assert!(
-            matches!(res, Ok(Err(JournalError::WriterGone { .. }))),
-            "{res:?}"
-        );
-        assert!(j.entries().unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn unwritable_dir_reports_what_to_do() {
-        let dir = tempfile::tempdir().unwrap();
-        // A regular file where the parent directory should be.
-        let blocker = dir.path().join("blocker");
-        std::fs::write(&blocker, b"").unwrap();
-        let err = Journal::open(&blocker.join("journal.db")).err().unwrap();
-        assert!(matches!(err, JournalError::CreateDir { .. }), "{err:?}");
-        assert!(err.to_string().contains("permissions"));
-    }
-}
+mod tests;

@@ -230,6 +230,22 @@ mod tests {
         assert_eq!(e.field, "specversion");
     }
 
+    #[test]
+    fn a_key_named_twice_inside_data_or_parameter_is_refused_naming_it() {
+        let none = EnvelopeStore::default();
+        let body = String::from_utf8(structured(DEVIATION, native_alert())).unwrap_or_default();
+        let twice = body.replace(
+            r#""resource":"arn:aws:s3:::partner-payouts/*""#,
+            r#""resource":"arn:aws:s3:::partner-payouts/*","resource":"arn:aws:s3:::invoices/*""#,
+        );
+        assert_ne!(twice, body, "the fixture names parameter.resource");
+        let e = map_one(&headers(STRUCTURED), twice.as_bytes(), &none).expect_err("duplicate");
+        assert_eq!(e.field, "data.parameter.resource");
+        let twice = body.replace(r#""tier":"#, r#""tier":"anomaly","tier":"#);
+        let e = map_one(&headers(STRUCTURED), twice.as_bytes(), &none).expect_err("duplicate");
+        assert_eq!(e.field, "data.tier");
+    }
+
     proptest! {
         #[test]
         fn arbitrary_json_never_panics(value in crate::sources::testing::json()) {

@@ -1,5 +1,6 @@
 //! Falco `json_output` events and Falcosidekick webhook bodies (the same shape plus a random
-//! `uuid`, which is therefore not a dedupe key).
+//! `uuid`, which is therefore not a dedupe key). Syscall events name the pod's workload;
+//! k8s_audit plugin events (`ka.*`) name the caller, mapped in `k8s_audit`.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::{from_value, service_account, Context, Draft, Item, Mapped, Rejected};
+use super::{from_value, k8s_audit, service_account, Context, Draft, Item, Mapped, Rejected};
 
 #[derive(Deserialize)]
 struct Event {
@@ -58,14 +59,17 @@ pub fn map_value(value: &Value, context: &Context<'_>, at: &str) -> Item {
     let reject = |error: InputError| Rejected { id: None, error };
     let event: Event = from_value(value, at).map_err(reject)?;
     let fields = event.output_fields.unwrap_or_default();
-    let text = |key: &str| {
-        fields
-            .get(key)
-            .and_then(Value::as_str)
-            // Falco prints `<NA>` for a field it could not resolve.
-            .filter(|s| !s.is_empty() && *s != "<NA>")
-            .map(str::to_string)
-    };
+    if k8s_audit::is_audit(&fields) {
+        let audit = k8s_audit::Audit {
+            rule: &event.rule,
+            severity: severity(event.priority.as_deref()),
+            time: event.time,
+            fields: &fields,
+            raw: value,
+        };
+        return k8s_audit::map(audit, context, &path);
+    }
+    let text = |key: &str| text(&fields, key);
     let field = |key: &str| path(&format!("output_fields.{key}"));
     let namespace = text("k8s.ns.name").ok_or_else(|| {
         reject(InputError::new(
@@ -139,6 +143,15 @@ pub fn map_value(value: &Value, context: &Context<'_>, at: &str) -> Item {
         id: Some(id),
         error,
     })
+}
+
+/// A string output field Falco resolved (it prints `<NA>` for one it could not).
+pub(super) fn text(fields: &BTreeMap<String, Value>, key: &str) -> Option<String> {
+    fields
+        .get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty() && *s != "<NA>")
+        .map(str::to_string)
 }
 
 type Problem = (&'static str, String);

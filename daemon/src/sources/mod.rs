@@ -4,6 +4,7 @@
 
 pub mod cloudevents;
 pub mod falco;
+mod k8s_audit;
 pub mod kubescape;
 pub mod nats;
 
@@ -352,6 +353,9 @@ pub(crate) mod testing {
                 "output_fields",
                 "k8s.ns.name",
                 "k8s.pod.name",
+                "ka.user.name",
+                "ka.target.resource",
+                "ka.verb",
                 "proc.cmdline",
                 "fd.name",
                 "evt.type",

@@ -42,6 +42,8 @@ class FirebreakA2AMiddleware:
         if reason is None:
             await self.app(scope, receive, send)
             return
+        if caller:
+            self.client.report(self.names.key(caller), self.agent)
         body = await _read_body(receive)
         try:
             request_id = json.loads(body).get("id")

@@ -24,6 +24,7 @@ def edge_condition(
 
     def allowed(message: BaseChatMessage) -> bool:
         if client.edge_refusal(names.key(source), names.key(target)) is not None:
+            client.report(names.key(source), names.key(target))
             return False
         return condition(message) if condition is not None else True
 
@@ -50,6 +51,8 @@ def candidate_func(
             return base
         kept = [c for c in base if client.edge_refusal(names.key(speaker), names.key(c)) is None]
         if not kept:
+            for c in base:
+                client.report(names.key(speaker), names.key(c))
             refused = ", ".join(base)
             raise EdgeRefused(speaker, refused, "every candidate speaker is refused by Firebreak")
         return kept

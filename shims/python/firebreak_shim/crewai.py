@@ -39,6 +39,7 @@ def install(client: FeedClient, agents: Mapping[str, str] | None = None) -> Call
         if reason is None:
             return None
         log.warning("firebreak refused delegation %s -> %s: %s", role, coworker, reason)
+        client.report(names.key(role), names.key(coworker))
         return False
 
     register_before_tool_call_hook(firebreak_delegation_guard)

@@ -241,7 +241,24 @@ class FeedClient:
         """Raises EdgeRefused when ``source -> target`` is refused."""
         reason = self.edge_refusal(source, target)
         if reason is not None:
+            self.report(source, target)
             raise EdgeRefused(source, target, reason)
+
+    def report(self, source: str, target: str) -> None:
+        """Tells the feed a delegation ``source -> target`` was refused, so Firebreak journals
+        it (``call-refused``) under the incidents whose rules refused it and counts it. In the
+        background and best effort: a refusal never waits on the network."""
+
+        def post() -> None:
+            try:
+                with httpx.Client(headers=self._headers, timeout=5) as http:
+                    resp = http.post(f"{self.url}/v1/feed/refusals", json={"from": source, "to": target})
+                if resp.status_code != 200:
+                    log.debug("firebreak feed did not record a refusal: %s", _error_text(resp))
+            except httpx.HTTPError as e:
+                log.debug("firebreak feed unreachable to record a refusal: %s", e)
+
+        threading.Thread(target=post, name="firebreak-refusal", daemon=True).start()
 
 
 def _error_text(resp: httpx.Response) -> str:

@@ -28,6 +28,7 @@ def _targets(goto: Any) -> list[str]:
 def hold_unless_allowed(client: FeedClient, source: str, target: str) -> None:
     """Returns when ``source -> target`` (agent keys) is allowed; pauses the thread otherwise."""
     while (reason := client.edge_refusal(source, target)) is not None:
+        client.report(source, target)
         interrupt({"firebreak": "delegation refused", "from": source, "to": target, "reason": reason})
 
 

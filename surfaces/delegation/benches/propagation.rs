@@ -69,7 +69,7 @@ async fn main() -> Result<()> {
         .spec;
 
     let config: FeedConfig = serde_json::from_value(serde_json::json!({"tokens": {TOKEN: "*"}}))?;
-    let app = feed::router(feed.clone(), FeedAuth::new(&config)?);
+    let app = feed::router(feed.clone(), FeedAuth::new(&config)?, None);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let listener = listener.tap_io(|tcp| {

@@ -136,7 +136,7 @@ async fn main() -> Result<()> {
             .build()?;
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener)?;
-            Ok(gateway.serve_on(listener).await?)
+            Ok(gateway.serve_on(listener, None).await?)
         })
     });
 

@@ -24,6 +24,9 @@ pub struct GatewayConfig {
     /// Hide and refuse every tool outside the caller's envelope (permitted entries only).
     #[serde(default)]
     pub envelope_only: bool,
+    /// Header-read and idle timeouts and the connection limit of the gateway's listener.
+    #[serde(default)]
+    pub limits: firebreak_serving::Limits,
 }
 
 /// An upstream MCP server: `url` (streamable HTTP) or `command` + `args` (stdio, spawned by

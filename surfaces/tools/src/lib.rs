@@ -6,6 +6,8 @@
 mod auth;
 mod config;
 mod gateway;
+mod legacy;
+mod message;
 mod plane;
 mod policy;
 mod sse;

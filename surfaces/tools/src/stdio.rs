@@ -142,6 +142,11 @@ impl StdioUpstream {
         Ok(answer)
     }
 
+    /// The child's `initialize` result (started first if need be), for `server/discover`.
+    pub(crate) async fn init(&self) -> Result<Value, String> {
+        Ok(self.child().await?.init.clone())
+    }
+
     /// Passes an agent notification on; the handshake's own is the gateway's business.
     pub(crate) async fn notify(&self, method: &str, params: Value) -> Result<(), String> {
         if method == "notifications/initialized" {

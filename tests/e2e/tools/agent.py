@@ -4,8 +4,9 @@ argv: URL TOKEN MODE  (MODE: '2026-07-28', or 'legacy' for the 2025-11-25 handsh
 stdin, one JSON per line: {"op": "list"} | {"op": "call", "tool": T, "args": {...}}
   | {"op": "listen"} (opens a 2026-07-28 subscriptions/listen stream for toolsListChanged)
   | {"op": "events"} (how many tools-list-changed events that stream delivered)
+  | {"op": "version"} (the protocol version the connection settled on)
 stdout, one JSON per line: {"tools": [...]} | {"isError": bool, "text": "..."}
-  | {"listening": true} | {"events": N} | {"error": "..."}
+  | {"listening": true} | {"events": N} | {"version": "..."} | {"error": "..."}
 The session stays open between commands, so the client keeps its cached tools/list.
 """
 
@@ -55,6 +56,8 @@ async def main(url, token, mode):
                         reply({"listening": True})
                     elif cmd["op"] == "events":
                         reply({"events": len(events)})
+                    elif cmd["op"] == "version":
+                        reply({"version": client.protocol_version})
                     else:
                         reply({"error": f"unknown op {cmd['op']}"})
                 except Exception as e:  # the test reads the error, the agent stays up

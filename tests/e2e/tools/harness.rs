@@ -89,7 +89,11 @@ impl Server {
 
     /// `@modelcontextprotocol/server-everything` over streamable HTTP (2025-11-25).
     pub fn everything() -> Result<Server> {
-        let port = free_port()?;
+        Server::everything_on(free_port()?)
+    }
+
+    /// The same on a given port, e.g. to start it again where a stopped one listened.
+    pub fn everything_on(port: u16) -> Result<Server> {
         let entry = everything_entry()?;
         // node ignores its stdin: a shell holds the pipe and stops node when it closes.
         let mut command = Command::new("sh");
@@ -133,7 +137,7 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// `mode`: `2026-07-28`, or `legacy` for the 2025-11-25 initialize handshake.
+    /// `mode`: `2026-07-28`, `legacy` for the 2025-11-25 initialize handshake, or `auto`.
     pub async fn start(url: &str, token: &str, mode: &str) -> Result<Agent> {
         let mut child = tokio::process::Command::new(env("FIREBREAK_MCP_PYTHON")?)
             .arg(script("agent.py"))
@@ -185,6 +189,12 @@ impl Agent {
     /// Opens a 2026-07-28 `subscriptions/listen` stream for tool-list changes.
     pub async fn listen(&mut self) -> Result<()> {
         self.ask(json!({"op": "listen"})).await.map(drop)
+    }
+
+    /// The protocol version the connection settled on (`mode: auto` probes `server/discover`).
+    pub async fn version(&mut self) -> Result<String> {
+        let answer = self.ask(json!({"op": "version"})).await?;
+        Ok(answer["version"].as_str().unwrap_or_default().to_string())
     }
 
     /// How many tool-list-changed events the listen stream delivered so far.

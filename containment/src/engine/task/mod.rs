@@ -53,8 +53,10 @@ pub(crate) enum Command {
         known_digest: String,
         new_digest: String,
     },
+    /// `plan`: the plan whose enforcement refused it; `None` when the enforcement point knows
+    /// only the incident (the policy feed): the incident's latest plan in force.
     CallRefused {
-        plan: PlanId,
+        plan: Option<PlanId>,
         agent: String,
         call: String,
     },
@@ -183,9 +185,28 @@ impl Task {
                 }
             }
             Command::CallRefused { plan, agent, call } => {
+                let in_force = || {
+                    self.incident.as_ref().and_then(|incident| {
+                        incident
+                            .current_plans()
+                            .filter(|p| {
+                                matches!(p.status(), PlanStatus::Applied | PlanStatus::Contained)
+                            })
+                            .last()
+                            .map(|p| p.plan.id.clone())
+                    })
+                };
+                let Some(plan) = plan.or_else(in_force) else {
+                    warn!(
+                        agent,
+                        call, "a refused call names no plan in force; not journaled"
+                    );
+                    return;
+                };
                 let event = Event::CallRefused { plan, agent, call };
-                if let Err(e) = self.record(shared, event).await {
-                    warn!(error = %e, "cannot journal a refused call");
+                match self.record(shared, event).await {
+                    Ok(()) => shared.metrics.refused_calls.inc(),
+                    Err(e) => warn!(error = %e, "cannot journal a refused call"),
                 }
             }
             Command::Resume => self.resume(shared).await,

@@ -12,9 +12,11 @@ use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use firebreak_containment::agent::AgentKey;
+use firebreak_containment::engine::Engine;
+use firebreak_containment::IncidentId;
 use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
@@ -131,17 +133,57 @@ impl FeedAuth {
 struct Shared {
     feed: Feed,
     auth: Arc<FeedAuth>,
+    engine: Option<Engine>,
 }
 
-/// The feed's routes; the daemon merges them into its app. Every route needs a token.
-pub fn router(feed: Feed, auth: FeedAuth) -> Router {
+/// The feed's routes; the daemon merges them into its app. Every route needs a token. Refusals
+/// shims report are journaled through `engine` under the incidents that hold the rules (a
+/// feed without one answers which incidents, and journals nothing).
+pub fn router(feed: Feed, auth: FeedAuth, engine: Option<Engine>) -> Router {
     Router::new()
         .route("/v1/feed", get(document))
         .route("/v1/feed/stream", get(stream))
+        .route("/v1/feed/refusals", post(refusal))
         .with_state(Shared {
             feed,
             auth: Arc::new(auth),
+            engine,
         })
+}
+
+/// What a shim reports when it refused a delegation: the edge, as agent keys.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Refused {
+    from: String,
+    to: String,
+}
+
+/// `POST /v1/feed/refusals`: journals `call-refused` under every incident whose rule refuses
+/// the edge, and answers which. A token may report an edge it can read either end of.
+async fn refusal(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, Refusal> {
+    let bad = |message: String| Refusal::new(StatusCode::BAD_REQUEST, message);
+    let refused: Refused = serde_json::from_slice(&body)
+        .map_err(|e| bad(format!("body must be {{\"from\": KEY, \"to\": KEY}}: {e}")))?;
+    for (field, key) in [("from", &refused.from), ("to", &refused.to)] {
+        AgentKey::check(key).map_err(|e| bad(format!("{field}: {e}")))?;
+    }
+    let from = authorize(&shared, &headers, &FeedQuery::agent(&refused.from))
+        .or_else(|_| authorize(&shared, &headers, &FeedQuery::agent(&refused.to)))?;
+    let (caller, callee) = (AgentKey(refused.from), AgentKey(refused.to));
+    let incidents = shared.feed.refusing(&caller, &callee);
+    let call = format!("delegation {caller} → {callee}");
+    if let Some(engine) = &shared.engine {
+        for incident in &incidents {
+            let incident = IncidentId::from(incident.as_str());
+            engine.record_refused_call(&incident, None, &from.0, &call);
+        }
+    }
+    Ok(Json(serde_json::json!({ "incidents": incidents })))
 }
 
 /// Query strings are read as text so every mistake gets a JSON error naming the parameter.
@@ -149,6 +191,15 @@ pub fn router(feed: Feed, auth: FeedAuth) -> Router {
 struct FeedQuery {
     agent: Option<String>,
     version: Option<String>,
+}
+
+impl FeedQuery {
+    fn agent(agent: &str) -> FeedQuery {
+        FeedQuery {
+            agent: Some(agent.to_string()),
+            version: None,
+        }
+    }
 }
 
 /// A refused request: its status and a message saying what to fix, served as JSON.

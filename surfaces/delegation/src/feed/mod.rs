@@ -170,6 +170,30 @@ impl State {
         }
     }
 
+    /// The incidents whose rules refuse `from → to`, by the same rules as
+    /// [`Document::refuses_edge`]: what a shim's refusal rests on.
+    fn refusing(&self, from: &AgentKey, to: &AgentKey) -> BTreeSet<String> {
+        let held = |agent: &AgentKey, rule: &Rule| {
+            self.entries
+                .get(agent)
+                .and_then(|e| e.holds.get(rule))
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let severed = Rule::Severed { to: to.0.clone() };
+        [
+            held(from, &Rule::Paused),
+            held(from, &severed),
+            held(to, &Rule::InboundIsolated),
+            held(to, &Rule::Paused),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
     fn holds(&self, agent: &AgentKey, rule: &Rule, holder: &str) -> bool {
         self.entries
             .get(agent)
@@ -282,6 +306,11 @@ impl Feed {
 
     pub fn holds(&self, agent: &AgentKey, rule: &Rule, holder: &str) -> bool {
         self.state.borrow().holds(agent, rule, holder)
+    }
+
+    /// The incidents holding the rules that refuse `from → to` (none: nothing refuses it).
+    pub fn refusing(&self, from: &AgentKey, to: &AgentKey) -> Vec<String> {
+        self.state.borrow().refusing(from, to).into_iter().collect()
     }
 
     /// The document shims get for `agent`; `None` for an agent the feed does not know.

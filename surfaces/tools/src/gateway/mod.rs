@@ -16,7 +16,6 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use axum::serve::ListenerExt;
 use axum::Router;
 use firebreak_containment::agent::AgentKey;
 use futures_util::StreamExt;
@@ -33,9 +32,13 @@ use tracing::{info, warn};
 
 use crate::auth::{AuthError, Authenticator, StaticTokens, TokenReview};
 use crate::config::{ConfigError, GatewayConfig};
+use crate::legacy::{self, Era, HttpUpstream, LegacyError, Step};
+use crate::message::{parse_message, Message};
 use crate::policy::{Decision, Policy, Revocation};
 use crate::sse;
 use crate::stdio::StdioUpstream;
+
+mod streams;
 
 /// Largest JSON-RPC body accepted from an agent; MCP requests are small, bigger ones are abuse.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -67,6 +70,9 @@ struct Inner {
     policy: Arc<Policy>,
     authenticators: Vec<Box<dyn Authenticator>>,
     client: reqwest::Client,
+    /// Per HTTP upstream: its protocol and the gateway's own 2025-11-25 session, for
+    /// 2026-07-28 agents (see [`legacy`]).
+    legacy: BTreeMap<String, Arc<HttpUpstream>>,
 }
 
 /// How one upstream is reached.
@@ -102,6 +108,16 @@ impl Gateway {
                 (name.clone(), target)
             })
             .collect();
+        let legacy = config
+            .upstreams
+            .iter()
+            .filter_map(|(name, u)| {
+                Some((
+                    name.clone(),
+                    Arc::new(HttpUpstream::new(name, u.url.as_deref()?)),
+                ))
+            })
+            .collect();
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
@@ -114,6 +130,7 @@ impl Gateway {
                 policy,
                 authenticators,
                 client,
+                legacy,
             }),
         })
     }
@@ -130,31 +147,39 @@ impl Gateway {
             .with_state(self.clone())
     }
 
-    /// Serves on an already bound listener (tests bind port 0).
-    pub async fn serve_on(&self, listener: TcpListener) -> Result<(), GatewayError> {
-        // Without TCP_NODELAY a response written as headers + body waits ~40 ms for the
-        // client's delayed ACK (Nagle), which would dwarf the upstream call itself.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                warn!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
-        axum::serve(listener, self.router())
-            .await
-            .map_err(GatewayError::Serve)
+    /// Serves on an already bound listener (tests bind port 0), with the config's limits:
+    /// an agent that opens idle connections cannot lock the others out.
+    pub async fn serve_on(
+        &self,
+        listener: TcpListener,
+        metrics: Option<firebreak_serving::Metrics>,
+    ) -> Result<(), GatewayError> {
+        firebreak_serving::serve_with_metrics(
+            listener,
+            self.router(),
+            self.inner.config.limits,
+            metrics,
+            std::future::pending(),
+        )
+        .await
+        .map_err(GatewayError::Serve)
     }
 }
 
 /// Binds `config.listen` and serves until the process ends. Call
 /// [`Policy::attach_engine`] once the engine is built so refused calls are journaled.
-pub async fn serve(config: GatewayConfig, policy: Arc<Policy>) -> Result<(), GatewayError> {
+pub async fn serve(
+    config: GatewayConfig,
+    policy: Arc<Policy>,
+    metrics: Option<firebreak_serving::Metrics>,
+) -> Result<(), GatewayError> {
     let addr = config.listen;
     let gateway = Gateway::new(config, policy)?;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| GatewayError::Bind { addr, source })?;
     info!(%addr, "MCP gateway listening");
-    gateway.serve_on(listener).await
+    gateway.serve_on(listener, metrics).await
 }
 
 /// A JSON-RPC error, in rmcp's shape. Nothing was forwarded.
@@ -238,71 +263,6 @@ async fn handle(
     }
 }
 
-/// The parts of one JSON-RPC message the gateway acts on.
-struct Message {
-    id: Option<Value>,
-    method: Option<String>,
-    params: Value,
-}
-
-/// Validates one JSON-RPC 2.0 message (no batches: MCP removed them in 2025-06-18).
-fn parse_message(bytes: &[u8]) -> Result<Message, (ErrorCode, String, Option<Value>)> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-        (
-            ErrorCode::PARSE_ERROR,
-            format!("body is not JSON: {e}"),
-            None,
-        )
-    })?;
-    let Value::Object(mut obj) = value else {
-        let what = if value.is_array() {
-            "JSON-RPC batches are not supported by MCP; send one message per request"
-        } else {
-            "a JSON-RPC message must be an object"
-        };
-        return Err((ErrorCode::INVALID_REQUEST, what.into(), None));
-    };
-    let id = obj.get("id").cloned();
-    if obj.get("jsonrpc") != Some(&Value::String("2.0".into())) {
-        return Err((
-            ErrorCode::INVALID_REQUEST,
-            "\"jsonrpc\" must be \"2.0\"".into(),
-            id,
-        ));
-    }
-    if let Some(id) = &id {
-        if serde_json::from_value::<RequestId>(id.clone()).is_err() {
-            return Err((
-                ErrorCode::INVALID_REQUEST,
-                "\"id\" must be a string or an integer".into(),
-                None,
-            ));
-        }
-    }
-    let method = match obj.get("method") {
-        None => None,
-        Some(Value::String(m)) => Some(m.clone()),
-        Some(_) => {
-            return Err((
-                ErrorCode::INVALID_REQUEST,
-                "\"method\" must be a string".into(),
-                id,
-            ))
-        }
-    };
-    if method.is_none()
-        && !(id.is_some() && (obj.contains_key("result") || obj.contains_key("error")))
-    {
-        return Err((
-            ErrorCode::INVALID_REQUEST,
-            "a message needs \"method\" (request, notification) or \"id\" with \"result\"/\"error\" (response)".into(),
-            id,
-        ));
-    }
-    let params = obj.remove("params").unwrap_or(Value::Null);
-    Ok(Message { id, method, params })
-}
-
 impl Gateway {
     async fn authenticate(&self, headers: &HeaderMap) -> Result<Option<AgentKey>, AuthError> {
         let Some(token) = headers
@@ -339,7 +299,7 @@ impl Gateway {
                 )
             }
         };
-        let msg = match parse_message(&bytes) {
+        let mut msg = match parse_message(&bytes) {
             Ok(m) => m,
             Err((code, message, id)) => {
                 return rpc_error(StatusCode::BAD_REQUEST, id.as_ref(), code, message)
@@ -356,52 +316,109 @@ impl Gateway {
                 );
             }
         }
-        match msg.method.as_deref() {
-            Some("tools/call") => {
-                let params = match CallToolRequestParams::deserialize(&msg.params) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        return rpc_error(
-                            StatusCode::BAD_REQUEST,
-                            msg.id.as_ref(),
-                            ErrorCode::INVALID_PARAMS,
-                            format!("invalid tools/call params: {e}"),
-                        )
+        if msg.method.as_deref() == Some("tools/call") {
+            let params = match CallToolRequestParams::deserialize(&msg.params) {
+                Ok(p) => p,
+                Err(e) => {
+                    return rpc_error(
+                        StatusCode::BAD_REQUEST,
+                        msg.id.as_ref(),
+                        ErrorCode::INVALID_PARAMS,
+                        format!("invalid tools/call params: {e}"),
+                    )
+                }
+            };
+            let tool = params.name.as_ref();
+            if let Some(h) = header("mcp-name") {
+                if h != tool {
+                    return rpc_error(
+                        StatusCode::BAD_REQUEST,
+                        msg.id.as_ref(),
+                        ErrorCode::HEADER_MISMATCH,
+                        format!("Mcp-Name header {h:?} does not match the tool in the body {tool:?}; refused"),
+                    );
+                }
+            }
+            if let Some(refusal) = self.refuse(&agent, upstream, tool, msg.id.as_ref(), &headers) {
+                return refusal;
+            }
+        }
+        if let Some(version) = legacy::modern_version(&headers, &msg.params) {
+            match self
+                .translate(&agent, upstream, target, &version, msg)
+                .await
+            {
+                Ok(translated) => return translated,
+                Err(passed) => msg = passed,
+            }
+        }
+        match (msg.method.as_deref(), target) {
+            (Some("tools/list"), Target::Http(url)) => {
+                self.list(&agent, upstream, url, &headers, bytes).await
+            }
+            (Some("subscriptions/listen"), Target::Http(url)) => {
+                self.subscribe(agent, url, &headers, bytes, &msg).await
+            }
+            (_, Target::Http(url)) => self.forward(Method::POST, url, &headers, bytes).await,
+            (_, Target::Stdio(child)) => self.stdio(&agent, upstream, child, msg, false).await,
+        }
+    }
+
+    /// A 2026-07-28 request for an upstream that speaks only 2025-11-25, translated; the
+    /// message back when the upstream speaks 2026-07-28 itself and it passes through.
+    async fn translate(
+        &self,
+        agent: &AgentKey,
+        upstream: &str,
+        target: &Target,
+        version: &str,
+        msg: Message,
+    ) -> Result<Response, Message> {
+        let client = &self.inner.client;
+        let http = match (target, self.inner.legacy.get(upstream)) {
+            (Target::Http(_), Some(http)) => match http.era(client).await {
+                Ok(Era::Modern) => return Err(msg),
+                Ok(Era::Legacy) => Some(http),
+                Err(e) => return Ok(translation_failed(msg.id.as_ref(), &e)),
+            },
+            _ => None,
+        };
+        let id = msg.id.clone().unwrap_or(Value::Null);
+        let step = legacy::step(upstream, version, msg.method.as_deref(), msg.id.is_some());
+        Ok(match (step, target, http) {
+            (Step::Refuse(error), ..) => {
+                let id = serde_json::from_value::<RequestId>(id).ok();
+                json_response(StatusCode::OK, &JsonRpcError::new(id, error))
+            }
+            (Step::Accept, ..) => StatusCode::ACCEPTED.into_response(),
+            (Step::Listen, ..) => self.own_listen(agent.clone(), &id, &msg.params),
+            (Step::Discover, _, Some(http)) => {
+                legacy::discover_answer(upstream, &id, http.init(client).await)
+            }
+            (Step::Discover, Target::Stdio(child), _) => {
+                let init = child.init().await;
+                legacy::discover_answer(upstream, &id, init.map_err(LegacyError::stdio(upstream)))
+            }
+            (Step::Forward, _, Some(http)) => {
+                let method = msg.method.unwrap_or_default();
+                let edit: legacy::Edit = match method.as_str() {
+                    "tools/list" => {
+                        let (gw, agent, upstream) =
+                            (self.clone(), agent.clone(), upstream.to_string());
+                        Box::new(move |m: &mut Value| {
+                            gw.filter_tools(&agent, &upstream, m);
+                        })
                     }
+                    _ => Box::new(|_: &mut Value| {}),
                 };
-                let tool = params.name.as_ref();
-                if let Some(h) = header("mcp-name") {
-                    if h != tool {
-                        return rpc_error(
-                            StatusCode::BAD_REQUEST,
-                            msg.id.as_ref(),
-                            ErrorCode::HEADER_MISMATCH,
-                            format!("Mcp-Name header {h:?} does not match the tool in the body {tool:?}; refused"),
-                        );
-                    }
-                }
-                if let Some(refusal) =
-                    self.refuse(&agent, upstream, tool, msg.id.as_ref(), &headers)
-                {
-                    return refusal;
-                }
+                http.forward(client, id, method, msg.params, edit).await
             }
-            Some("tools/list") => {
-                if let Target::Http(url) = target {
-                    return self.list(&agent, upstream, url, &headers, bytes).await;
-                }
+            (Step::Forward, Target::Stdio(child), _) => {
+                self.stdio(agent, upstream, child, msg, true).await
             }
-            Some("subscriptions/listen") => {
-                if let Target::Http(url) = target {
-                    return self.subscribe(agent, url, &headers, bytes, &msg).await;
-                }
-            }
-            _ => {}
-        }
-        match target {
-            Target::Http(url) => self.forward(Method::POST, url, &headers, bytes).await,
-            Target::Stdio(child) => self.stdio(&agent, upstream, child, msg).await,
-        }
+            // Every HTTP upstream has its `HttpUpstream`; without one, pass through.
+            (_, Target::Http(_), None) => return Err(msg),
+        })
     }
 
     /// One message to a stdio upstream; answers are JSON (there is no stream to hold open).
@@ -411,13 +428,22 @@ impl Gateway {
         upstream: &str,
         child: &StdioUpstream,
         msg: Message,
+        modern: bool,
     ) -> Response {
         let Message { id, method, params } = msg;
         let result = match (id, method) {
             (Some(id), Some(method)) => {
+                let params = if modern {
+                    legacy::legacy_params(params)
+                } else {
+                    params
+                };
                 child.request(&id, &method, params).await.map(|mut answer| {
                     if method == "tools/list" {
                         self.filter_tools(agent, upstream, &mut answer);
+                    }
+                    if modern {
+                        legacy::modern_answer(&method, &mut answer);
                     }
                     Some(answer)
                 })
@@ -526,7 +552,12 @@ impl Gateway {
     fn audit(&self, revocation: Revocation, agent: &AgentKey, upstream: &str, tool: &str) {
         if let Some(engine) = self.inner.policy.engine() {
             let call = format!("tool {tool} on server {upstream}");
-            engine.record_refused_call(&revocation.incident, &revocation.plan, &agent.0, &call);
+            engine.record_refused_call(
+                &revocation.incident,
+                Some(&revocation.plan),
+                &agent.0,
+                &call,
+            );
         }
     }
 
@@ -583,63 +614,6 @@ impl Gateway {
         response
     }
 
-    /// The agent's listen stream, with `list_changed` injected when its tools change. An
-    /// upstream without one (405) still gets the gateway's own.
-    async fn listen(&self, agent: AgentKey, url: Option<&str>, headers: HeaderMap) -> Response {
-        let changes = self.inner.policy.subscribe();
-        let upstream = match url {
-            None => None,
-            Some(url) => match self.send(Method::GET, url, &headers, Bytes::new()).await {
-                Ok(r) if r.status().is_success() => Some(r),
-                Ok(r) if r.status() == StatusCode::METHOD_NOT_ALLOWED => None,
-                Ok(r) => return relay(r).await,
-                Err(e) => return e,
-            },
-        };
-        let notification = serde_json::to_string(&JsonRpcNotification {
-            jsonrpc: JsonRpcVersion2_0,
-            notification: ToolListChangedNotification::default(),
-        })
-        .unwrap_or_default();
-        inject(agent, changes, upstream, notification)
-    }
-
-    /// A 2026-07-28 `subscriptions/listen` stream: forwarded, and when it asked for
-    /// `toolsListChanged`, this agent's changes are injected stamped with its subscription id.
-    async fn subscribe(
-        &self,
-        agent: AgentKey,
-        url: &str,
-        headers: &HeaderMap,
-        bytes: Bytes,
-        msg: &Message,
-    ) -> Response {
-        let changes = self.inner.policy.subscribe();
-        let response = match self.send(Method::POST, url, headers, bytes).await {
-            Ok(r) => r,
-            Err(e) => return e,
-        };
-        let wants_tools = msg.params["notifications"]["toolsListChanged"] == Value::Bool(true);
-        let is_stream = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
-        let Some(id) = msg
-            .id
-            .clone()
-            .filter(|_| wants_tools && is_stream && response.status().is_success())
-        else {
-            return relay(response).await;
-        };
-        let notification = serde_json::json!({
-            "jsonrpc": "2.0",
-            "method": "notifications/tools/list_changed",
-            "params": {"_meta": {"io.modelcontextprotocol/subscriptionId": id}},
-        });
-        inject(agent, changes, Some(response), notification.to_string())
-    }
-
     async fn send(
         &self,
         method: Method,
@@ -672,63 +646,6 @@ impl Gateway {
             Err(e) => e,
         }
     }
-}
-
-/// Relays `upstream`'s event stream (or an empty one of the gateway's own) and adds
-/// `notification` whenever this agent's tools change. Whole events only, so an injected one
-/// never lands inside an upstream event.
-fn inject(
-    agent: AgentKey,
-    mut changes: tokio::sync::broadcast::Receiver<AgentKey>,
-    upstream: Option<reqwest::Response>,
-    notification: String,
-) -> Response {
-    let mut out_headers = upstream
-        .as_ref()
-        .map(|r| response_headers(r.headers()))
-        .unwrap_or_default();
-    out_headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
-    tokio::spawn(async move {
-        let mut splitter = sse::EventSplitter::default();
-        let mut stream = upstream.map(|r| r.bytes_stream());
-        loop {
-            let next_chunk = async {
-                match stream.as_mut() {
-                    Some(s) => s.next().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                chunk = next_chunk => match chunk {
-                    Some(Ok(chunk)) => {
-                        // Whole events only, so an injected one never lands mid-event.
-                        for event in splitter.push(&chunk) {
-                            if tx.send(event).await.is_err() { return; }
-                        }
-                    }
-                    _ => return,
-                },
-                changed = changes.recv() => match changed {
-                    Ok(who) if who != agent => {}
-                    // Lagged: something changed, maybe for this agent; say so.
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        if tx.send(sse::event(&notification)).await.is_err() { return; }
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                },
-            }
-        }
-    });
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
-    });
-    let mut response = Response::new(Body::from_stream(body));
-    *response.headers_mut() = out_headers;
-    response
 }
 
 /// Streams SSE answers through as they come; buffers JSON ones so the agent gets a
@@ -767,6 +684,16 @@ fn response_headers(from: &HeaderMap) -> HeaderMap {
         .collect()
 }
 
+fn translation_failed(id: Option<&Value>, e: &LegacyError) -> Response {
+    warn!(error = %e, "cannot translate for a 2026-07-28 agent");
+    rpc_error(
+        StatusCode::BAD_GATEWAY,
+        id,
+        ErrorCode::INTERNAL_ERROR,
+        e.to_string(),
+    )
+}
+
 fn upstream_failed(url: &str, e: &reqwest::Error) -> Response {
     warn!(url, error = %e, "upstream MCP server failed");
     rpc_error(
@@ -775,36 +702,4 @@ fn upstream_failed(url: &str, e: &reqwest::Error) -> Response {
         ErrorCode::INTERNAL_ERROR,
         format!("upstream {url} failed: {e}; check that the MCP server is running"),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn batches_and_broken_messages_are_refused_with_their_code() {
-        let code = |b: &[u8]| parse_message(b).err().map(|(c, _, _)| c);
-        assert_eq!(code(b"{"), Some(ErrorCode::PARSE_ERROR));
-        assert_eq!(
-            code(b"[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\"}]"),
-            Some(ErrorCode::INVALID_REQUEST)
-        );
-        assert_eq!(
-            code(b"{\"jsonrpc\":\"1.0\",\"id\":1,\"method\":\"x\"}"),
-            Some(ErrorCode::INVALID_REQUEST)
-        );
-        assert_eq!(
-            code(b"{\"jsonrpc\":\"2.0\",\"id\":[1],\"method\":\"x\"}"),
-            Some(ErrorCode::INVALID_REQUEST)
-        );
-        assert_eq!(
-            code(b"{\"jsonrpc\":\"2.0\",\"id\":1}"),
-            Some(ErrorCode::INVALID_REQUEST)
-        );
-        assert!(parse_message(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}").is_ok());
-        assert!(
-            parse_message(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}")
-                .is_ok()
-        );
-    }
 }
