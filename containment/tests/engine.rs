@@ -54,6 +54,8 @@ struct Point {
     never_verifies: AtomicBool,
     /// The next `change(Apply)` answers that the target changed since the plan.
     conflicts: AtomicUsize,
+    /// How long each `observe` (the plane's read) takes, in milliseconds.
+    observe_ms: AtomicUsize,
 }
 
 #[derive(Clone)]
@@ -106,6 +108,8 @@ impl Plane for ProbePlane {
         &self,
         _: &PlanInput<'_>,
     ) -> Result<Box<dyn Observation<CutSpec>>, PlaneError> {
+        let ms = self.0.observe_ms.load(Ordering::SeqCst) as u64;
+        tokio::time::sleep(Duration::from_millis(ms)).await;
         Ok(Box::new(Seen))
     }
 
@@ -162,6 +166,17 @@ fn alert(id: &str, tier: &str) -> Alert {
 }
 
 fn engine(dir: &Path, point: &Arc<Point>) -> Engine {
+    engine_with(
+        dir,
+        point,
+        EngineConfig {
+            verify_poll: Duration::from_millis(20),
+            ..EngineConfig::default()
+        },
+    )
+}
+
+fn engine_with(dir: &Path, point: &Arc<Point>, config: EngineConfig) -> Engine {
     let mut envelopes = EnvelopeStore::default();
     envelopes
         .insert(
@@ -179,10 +194,7 @@ fn engine(dir: &Path, point: &Arc<Point>) -> Engine {
         runbooks: Runbooks::embedded().expect("runbooks"),
         planes,
         metrics: Metrics::new().expect("metrics"),
-        config: EngineConfig {
-            verify_poll: Duration::from_millis(20),
-            ..EngineConfig::default()
-        },
+        config,
     })
     .expect("engine")
 }
@@ -339,4 +351,119 @@ async fn a_conflict_replans_the_incident_and_contains_on_the_new_plan() {
     assert!(engine
         .render_metrics()
         .contains("firebreak_replans_total 1"));
+}
+
+/// Every incident as JSON, by id: what the API would show.
+async fn views(engine: &Engine) -> Vec<serde_json::Value> {
+    let mut incidents = engine.incidents().await;
+    incidents.sort_by(|a, b| a.id.cmp(&b.id));
+    incidents
+        .iter()
+        .map(|i| serde_json::to_value(i).expect("incident JSON"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_past_max_planning_is_shed_unrecorded_resends_are_answered_and_the_view_is_the_journal(
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let point = Arc::new(Point::default());
+    point.observe_ms.store(200, Ordering::SeqCst);
+    let engine = engine_with(
+        dir.path(),
+        &point,
+        EngineConfig {
+            verify_poll: Duration::from_millis(20),
+            max_planning: 4,
+            ..EngineConfig::default()
+        },
+    );
+    let storm_0 = alert("storm-0", "anomaly");
+    let first = engine
+        .submit(storm_0.clone(), Request::Runbook)
+        .await
+        .expect("the first alert is taken in");
+
+    // 40 distinct alerts at once, each read taking 200 ms: at most 4 are in planning.
+    let storm = (1..=40).map(|i| {
+        let engine = engine.clone();
+        async move {
+            engine
+                .submit(alert(&format!("storm-{i}"), "anomaly"), Request::Runbook)
+                .await
+        }
+    });
+    let resend = async {
+        // While the storm holds every permit, a resend is still answered from the view.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = Instant::now();
+        let again = engine.submit(storm_0.clone(), Request::Runbook).await;
+        (again, started.elapsed())
+    };
+    let (results, (again, resend_took)) =
+        tokio::join!(futures_util::future::join_all(storm), resend);
+    let again = again.expect("a resend is never shed");
+    assert!(again.deduplicated && again.incident == first.incident);
+    assert!(
+        resend_took < Duration::from_millis(200),
+        "the resend waited: {resend_took:?}"
+    );
+
+    let shed: Vec<usize> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| matches!(r, Err(EngineError::Overloaded { limit: 4 })))
+        .map(|(i, _)| i + 1)
+        .collect();
+    let taken = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(shed.len() + taken, 40, "{results:?}");
+    assert!(
+        !shed.is_empty() && taken >= 4,
+        "shed {shed:?}, taken {taken}"
+    );
+
+    // A shed alert left no trace: nothing journaled, and its retry is new, not a resend.
+    let received = |engine: &Engine| {
+        engine
+            .journal()
+            .entries()
+            .expect("entries")
+            .iter()
+            // The storm repeats one breach: alerts after the first are folded into its incident.
+            .filter(|e| e.kind == "alert-received" || e.kind == "alert-deduplicated")
+            .count()
+    };
+    assert_eq!(received(&engine), 1 + taken);
+    let metrics = engine.metrics().render();
+    assert!(
+        metrics.contains(&format!(
+            "firebreak_alerts_total{{outcome=\"shed\"}} {}",
+            shed.len()
+        )),
+        "{metrics}"
+    );
+    point.observe_ms.store(0, Ordering::SeqCst);
+    let shed_id = format!("storm-{}", shed[0]);
+    let names = |engine: &Engine, id: &str| {
+        engine
+            .journal()
+            .entries()
+            .expect("entries")
+            .iter()
+            .any(|e| e.body.to_string().contains(&format!("\"{id}\"")))
+    };
+    assert!(!names(&engine, &shed_id), "a shed alert is not journaled");
+    engine
+        .submit(alert(&shed_id, "anomaly"), Request::Runbook)
+        .await
+        .expect("the retry is taken in");
+    assert!(names(&engine, &shed_id), "its retry is taken in as new");
+    assert_eq!(received(&engine), 2 + taken);
+
+    // The view is the fold of the journal: a second engine on the same file shows the same.
+    let before = views(&engine).await;
+    engine.shutdown();
+    drop(engine);
+    let reopened = engine_with(dir.path(), &point, EngineConfig::default());
+    assert_eq!(views(&reopened).await, before);
 }

@@ -178,6 +178,7 @@ pub async fn engine(
             budget: config.budget,
             fault,
             verify_poll: Duration::from_millis(250),
+            max_planning: config.api.max_planning.get(),
             ..EngineConfig::default()
         },
     })?;

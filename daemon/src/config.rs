@@ -115,6 +115,9 @@ pub struct ContextSection {
 pub struct ApiConfig {
     pub token_file: Option<PathBuf>,
     pub max_body_bytes: usize,
+    /// New alerts taken in and not yet planned, at most; past it a new alert gets 429 with
+    /// `Retry-After` before anything is recorded (resends are still answered).
+    pub max_planning: std::num::NonZeroUsize,
     /// A second listener serving only `/metrics` and `/healthz`, without a token: Prometheus
     /// then needs no credential that can approve plans. Absent = metrics on `listen` only.
     #[serde(default)]

@@ -94,8 +94,12 @@ pub struct ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // Shed before anything was recorded: the sender retries the same body.
+        let retry =
+            (self.status == StatusCode::TOO_MANY_REQUESTS).then_some([(header::RETRY_AFTER, "1")]);
         (
             self.status,
+            retry,
             Json(json!({"error": {"field": self.field, "reason": self.reason}})),
         )
             .into_response()
@@ -122,6 +126,7 @@ impl From<EngineError> for ApiError {
             EngineError::NothingToApprove(_) => (StatusCode::CONFLICT, "id"),
             EngineError::AlertConflict { .. } => (StatusCode::CONFLICT, "id"),
             EngineError::Stale { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "time"),
+            EngineError::Overloaded { .. } => (StatusCode::TOO_MANY_REQUESTS, ""),
             EngineError::Journal(_)
             | EngineError::History { .. }
             | EngineError::Encode(_)

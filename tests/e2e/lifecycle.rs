@@ -1,6 +1,7 @@
 //! The real `firebreak serve` as an operator runs it: signals (SIGHUP is not a silent death,
-//! SIGTERM drains and exits 0), JSON logs in which no input can forge a line, and alerts whose
-//! identifiers carry control characters refused with the field named.
+//! SIGTERM drains and exits 0), JSON logs in which no input can forge a line, alerts whose
+//! identifiers carry control characters refused with the field named, a control plane that
+//! never answers, intake past `api.maxPlanning`, and a local client parking idle connections.
 
 use std::time::Duration;
 
@@ -221,5 +222,125 @@ async fn a_delegation_incident_survives_a_restart_between_every_step() -> Result
     );
     assert!(after["version"].as_u64() > released["version"].as_u64());
     assert_eq!(daemon.incident(&incident).await?["status"], "reverted");
+    Ok(())
+}
+
+fn identity_envelope(name: &str) -> String {
+    format!(
+        "apiVersion: firebreak.dev/v1alpha1\nkind: Envelope\nmetadata: {{name: {name}}}\nspec:\n  \
+         agent: {{cluster: prod, namespace: payments, workload: Deployment/{name}, serviceAccount: {name}}}\n  \
+         version: 1\n  status: converged\n  identity:\n    principals: [arn:aws:iam::123456789012:role/{name}]\n"
+    )
+}
+
+fn identity_alert(id: &str, name: &str) -> Value {
+    json!({
+        "id": id, "source": "test", "time": chrono::Utc::now(),
+        "agent": {"cluster": "prod", "namespace": "payments",
+                  "workload": format!("Deployment/{name}"), "serviceAccount": name},
+        "dimension": "identity",
+        "parameter": {"action": "s3:PutObject", "resource": "arn:aws:s3:::partner-payouts/*"},
+        "tier": "attack-attempt", "severity": "critical",
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plane_that_never_answers_holds_only_its_alert_and_intake_past_the_limit_is_shed(
+) -> Result<()> {
+    // IAM at a listener that accepts (the kernel's backlog) and never answers.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let ws = Workspace::new(BIN)?;
+    ws.add_envelope("stuck", &identity_envelope("stuck"))?;
+    ws.add_envelope("other", &identity_envelope("other"))?;
+    let mut opts = DaemonOptions::new(format!("http://{}", hole.local_addr()?));
+    opts.max_planning = Some(1);
+    let daemon = ws.start(&opts).await?;
+
+    let stuck = identity_alert("stuck-1", "stuck");
+    let planning = daemon.post("/v1/alerts", &stuck);
+    let meanwhile = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Everything else answers while the stuck read holds its incident.
+        let started = std::time::Instant::now();
+        let (listed, _) = daemon.get("/v1/incidents").await?;
+        assert_eq!(listed, 200);
+        assert!(daemon.healthy().await);
+        // The one planning permit is held: a new alert is shed before anything is recorded.
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/alerts", daemon.base))
+            .bearer_auth(&daemon.token)
+            .json(&identity_alert("other-1", "other"))
+            .send()
+            .await?;
+        assert_eq!(response.status(), 429);
+        assert_eq!(
+            response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+            Some("1")
+        );
+        // A resend of the stuck alert is answered from the view, not queued behind the read.
+        let (status, again) = daemon.post("/v1/alerts", &stuck).await?;
+        assert_eq!(
+            (status, again["deduplicated"].clone()),
+            (200, json!(true)),
+            "{again}"
+        );
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(2),
+            "the daemon waited on the stuck plane: {took:?}"
+        );
+        let metrics = daemon.metrics().await?;
+        assert!(
+            metrics.contains("firebreak_alerts_total{outcome=\"shed\"} 1"),
+            "{metrics}"
+        );
+        let (_, list) = daemon.get("/v1/incidents").await?;
+        let incidents = list["incidents"].as_array().cloned().unwrap_or_default();
+        assert_eq!(
+            incidents.len(),
+            1,
+            "the shed alert left no incident: {list}"
+        );
+        anyhow::Ok(())
+    };
+    tokio::select! {
+        checked = meanwhile => checked?,
+        answered = planning => anyhow::bail!("the stuck plan answered early: {answered:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_client_parking_1100_idle_connections_does_not_take_healthz_down() -> Result<()> {
+    let ws = Workspace::new(BIN)?;
+    let daemon = ws.start(&options()).await?;
+    let addr = daemon.base.trim_start_matches("http://").to_string();
+    // This process holds the client ends: make room for them.
+    let (soft, _) = firebreak_serving::raise_nofile_limit()?;
+    anyhow::ensure!(
+        soft > 1300,
+        "the test needs 1,300 descriptors; the hard limit gives {soft}"
+    );
+    let mut parked = Vec::with_capacity(1100);
+    for _ in 0..1100 {
+        parked.push(tokio::net::TcpStream::connect(&addr).await?);
+    }
+    for probe in 0..50 {
+        let answered = tokio::time::timeout(Duration::from_secs(2), daemon.healthy()).await;
+        assert_eq!(
+            answered.ok(),
+            Some(true),
+            "probe {probe} behind 1,100 idle connections"
+        );
+    }
+    let metrics = daemon.metrics().await?;
+    assert!(
+        metrics.contains("firebreak_http_connections_open{listener=\"api\"}"),
+        "{metrics}"
+    );
+    drop(parked);
     Ok(())
 }

@@ -24,6 +24,8 @@ pub struct DaemonOptions {
     pub extra_config: String,
     /// `api.metricsListen`'s port: metrics without a token on their own listener.
     pub metrics_port: Option<u16>,
+    /// `api.maxPlanning`; `None` = the default.
+    pub max_planning: Option<usize>,
 }
 
 impl DaemonOptions {
@@ -36,6 +38,7 @@ impl DaemonOptions {
             verify_deadline: "10s",
             extra_config: String::new(),
             metrics_port: None,
+            max_planning: None,
         }
     }
 }
@@ -85,12 +88,15 @@ impl Workspace {
              dataDir: {data:?}\n\
              envelopes: ~\n\
              runbooks: {runbooks}\n\
-             api:\n  tokenFile: ~\n  maxBodyBytes: 65536\n  metricsListen: {metrics}\n\
+             api:\n  tokenFile: ~\n  maxBodyBytes: 65536\n  metricsListen: {metrics}\n  maxPlanning: {planning}\n\
              budget:\n  globalPerMinute: {global}\n  namespacePerMinute: {namespace}\n  agentPerMinute: {agent}\n\
              aws:\n  enabled: true\n  region: us-east-1\n  endpoint: {endpoint:?}\n  verifyDeadline: {deadline}\n",
             data = self.dir.path().join("data").display().to_string(),
             endpoint = options.iam_endpoint,
             deadline = options.verify_deadline,
+            planning = options
+                .max_planning
+                .unwrap_or(firebreak_containment::engine::DEFAULT_MAX_PLANNING),
             metrics = options
                 .metrics_port
                 .map_or("~".to_string(), |port| format!("127.0.0.1:{port}")),

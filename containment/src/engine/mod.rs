@@ -72,6 +72,10 @@ pub struct EngineConfig {
     pub errors: ErrorPolicy,
     /// Alerts outside it are refused; `None` accepts any time.
     pub freshness: Option<Freshness>,
+    /// New alerts taken in and not yet planned, at most: past it a new alert is refused
+    /// ([`EngineError::Overloaded`]) before anything is recorded, while resends are still
+    /// answered. Intake then never outruns planning by more than this.
+    pub max_planning: usize,
 }
 
 impl Default for EngineConfig {
@@ -82,9 +86,14 @@ impl Default for EngineConfig {
             verify_poll: Duration::from_millis(500),
             errors: ErrorPolicy::default(),
             freshness: None,
+            max_planning: DEFAULT_MAX_PLANNING,
         }
     }
 }
+
+/// Enough for a burst of distinct breaches across a fleet; small enough that the last one in
+/// is planned within seconds, not minutes.
+pub const DEFAULT_MAX_PLANNING: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -115,6 +124,8 @@ pub enum EngineError {
     Encode(String),
     #[error("the engine is stopping; retry against the running daemon")]
     Stopping,
+    #[error("{limit} new alerts are being planned, the most taken in at once (maxPlanning); nothing was recorded: retry in a second")]
+    Overloaded { limit: usize },
 }
 
 /// Where an answered alert stands: still being planned, or its plan's status.
@@ -167,6 +178,8 @@ pub(crate) struct Shared {
     router: Router,
     /// Every incident task, so a stop can wait for the steps in flight.
     tasks: tokio_util::task::TaskTracker,
+    /// One permit per new alert between intake and its plan.
+    intake: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Clone)]
@@ -215,8 +228,12 @@ impl Engine {
         for (incident, seen) in incidents.into_values() {
             router.restore(incident, seen);
         }
+        let intake = Arc::new(tokio::sync::Semaphore::new(
+            parts.config.max_planning.max(1),
+        ));
         Ok(Engine {
             shared: Arc::new(Shared {
+                intake,
                 journal: parts.journal,
                 envelopes: parts.envelopes,
                 guard,
@@ -336,6 +353,19 @@ impl Engine {
     pub async fn submit(&self, alert: Alert, request: Request) -> Result<Submitted, EngineError> {
         self.check_alert(&alert)?;
         let indexed = request != Request::DryRun;
+        // Taken before routing, which records the alert: a shed alert leaves no trace, so its
+        // retry is new. Without a permit only a resend (or a conflict) is answered.
+        let permit = self.shared.intake.clone().try_acquire_owned().ok();
+        if permit.is_none() && !(indexed && self.shared.router.knows(&alert)) {
+            self.shared
+                .metrics
+                .alerts
+                .with_label_values(&["shed"])
+                .inc();
+            return Err(EngineError::Overloaded {
+                limit: self.shared.config.max_planning,
+            });
+        }
         let incident = match self
             .shared
             .router
@@ -389,7 +419,9 @@ impl Engine {
             reply,
         };
         self.send(&incident, command)?;
-        answer.await.map_err(|_| EngineError::Stopping)?
+        let answered = answer.await.map_err(|_| EngineError::Stopping)?;
+        drop(permit);
+        answered
     }
 
     /// Approves the plan awaiting approval whose hash is `hash`; it executes in the background.

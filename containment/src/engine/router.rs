@@ -161,6 +161,11 @@ impl Router {
         Routed::To(incident)
     }
 
+    /// Whether `(source, id)` was seen (a resend, or a conflict): answered without planning.
+    pub fn knows(&self, alert: &Alert) -> bool {
+        self.index().alerts.contains_key(&AlertKey::of(alert))
+    }
+
     /// Forgets an alert whose receipt could not be journaled, so a retry is not a resend.
     pub fn forget(&self, alert: &Alert) {
         self.index().alerts.remove(&AlertKey::of(alert));
