@@ -417,11 +417,10 @@ impl Engine {
             alert: Box::new(alert),
             request,
             reply,
+            intake: permit,
         };
         self.send(&incident, command)?;
-        let answered = answer.await.map_err(|_| EngineError::Stopping)?;
-        drop(permit);
-        answered
+        answer.await.map_err(|_| EngineError::Stopping)?
     }
 
     /// Approves the plan awaiting approval whose hash is `hash`; it executes in the background.

@@ -35,6 +35,9 @@ pub(crate) enum Command {
         alert: Box<Alert>,
         request: Request,
         reply: Reply<Submitted>,
+        /// The intake permit: held by the task until the alert is planned, so a sender that
+        /// hangs up does not free its place while the planning goes on.
+        intake: Option<tokio::sync::OwnedSemaphorePermit>,
     },
     Approve {
         hash: String,
@@ -158,7 +161,11 @@ impl Task {
                 alert,
                 request,
                 reply,
-            } => self.on_alert(shared, *alert, request, reply).await,
+                intake,
+            } => {
+                self.on_alert(shared, *alert, request, reply).await;
+                drop(intake);
+            }
             Command::Approve { hash, by, reply } => {
                 let result = self.approve(shared, &hash, &by).await;
                 let approved = result.as_ref().ok().cloned();
