@@ -199,7 +199,7 @@ fn engine_with(dir: &Path, point: &Arc<Point>, config: EngineConfig) -> Engine {
     .expect("engine")
 }
 
-/// Submits as an operator and waits until the change has been made.
+/// Submits as an operator and waits until the change has been made and journaled.
 async fn contain(engine: &Engine, point: &Point, id: &str) -> IncidentId {
     let submitted = engine
         .submit(alert(id, "anomaly"), Request::Operator("alice".into()))
@@ -208,6 +208,15 @@ async fn contain(engine: &Engine, point: &Point, id: &str) -> IncidentId {
     let until = Instant::now() + Duration::from_secs(10);
     while !point.in_force.load(Ordering::SeqCst) {
         assert!(Instant::now() < until, "the cut was never applied");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The cut is in force just before its `applied` is journaled: wait for the record too.
+    while engine
+        .incident(&submitted.incident)
+        .await
+        .is_some_and(|view| view.status() == PlanStatus::Applying)
+    {
+        assert!(Instant::now() < until, "the change was never recorded");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     submitted.incident

@@ -8,6 +8,9 @@
 //! Crashes: kill -9 at spread points while an alert is being taken in, 40 times; then every
 //! sender retries. Every alert ends in exactly one incident with one plan, contained by exactly
 //! one write at IAM.
+//!
+//! Budget: the blast-radius budget's window is folded from the journal at each start, so
+//! restarts (kill -9 or SIGTERM) do not reset it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -254,5 +257,61 @@ async fn kill_9_at_forty_points_leaves_every_alert_planned_once_and_written_once
             .count();
         assert_eq!(writes, 1, "{name}: exactly one deny written");
     }
+    Ok(())
+}
+
+/// Six attack attempts for one agent in a few seconds, across two restarts (one kill -9, one
+/// SIGTERM), against a budget of two automatic actions per agent per minute: the window is
+/// folded from the journal at each start, so only the first two are acted on at IAM.
+#[tokio::test]
+async fn the_budget_window_is_taken_from_the_journal_across_restarts() -> Result<()> {
+    let f = fixture("budget-agent", &[], &[("s3", S3_BROAD)]).await?;
+    let options = DaemonOptions {
+        budget: (100, 100, 2),
+        ..f.options()
+    };
+    let mut statuses = Vec::new();
+    for (round, stop) in ["KILL", "TERM", "TERM"].iter().enumerate() {
+        let mut daemon = f.ws.start(&options).await?;
+        for i in 0..2 {
+            let resource = format!("arn:aws:s3:::exfil-{round}-{i}/*");
+            let id = format!("budget-{round}-{i}");
+            let (_, body) = daemon
+                .post(
+                    "/v1/alerts",
+                    &alert(&id, "budget-agent", &resource, "attack-attempt"),
+                )
+                .await?;
+            let incident = body["incident"].as_str().context("incident")?.to_string();
+            let status = body["status"].as_str().unwrap_or_default().to_string();
+            if status == "applying" {
+                daemon
+                    .wait_status(&incident, "contained", Duration::from_secs(30))
+                    .await?;
+            }
+            statuses.push((status, body["plan"]["escalation"].clone()));
+        }
+        daemon.signal(stop)?;
+        daemon.wait_exit(Duration::from_secs(10)).await?;
+    }
+    let automatic = statuses.iter().filter(|(s, _)| s == "applying").count();
+    assert_eq!(
+        automatic, 2,
+        "two automatic actions in the minute: {statuses:?}"
+    );
+    for (status, escalation) in statuses.iter().skip(2) {
+        assert_eq!(status, "awaiting-approval", "{statuses:?}");
+        assert!(
+            escalation
+                .as_str()
+                .is_some_and(|e| e.contains("agent blast-radius budget")),
+            "{escalation}"
+        );
+    }
+    assert_eq!(
+        f.role_requests("PutRolePolicy").await?,
+        2,
+        "only the two budgeted denies reached IAM"
+    );
     Ok(())
 }

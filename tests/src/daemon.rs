@@ -163,7 +163,8 @@ fn run_cli(bin: &Path, config: &Path, args: &[&str]) -> Result<(i32, String, Str
     ))
 }
 
-fn aws_env() -> Vec<(&'static str, &'static str)> {
+/// The fake credentials and region every process talking to moto is started with.
+pub fn aws_env() -> Vec<(&'static str, &'static str)> {
     vec![
         ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID),
         ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
