@@ -133,6 +133,7 @@ async fn run() -> Result<(), String> {
         .filter(|r| r.action == "PutRolePolicy")
         .count();
     let incidents = incident_count(port, token)?;
+    let undenied = undenied(&iam, total).await?;
     let peak = daemon.peak_rss_kib();
     drop(daemon);
 
@@ -164,6 +165,13 @@ async fn run() -> Result<(), String> {
          moto serves {ceiling:.0} GetRole/s to {MOTO_CONCURRENCY} bare clients = {:.2} of its ceiling",
         driven / ceiling
     );
+    println!(
+        "  at IAM: {} of {total} breached resources denied on their agent's role",
+        total - undenied.len()
+    );
+    if !undenied.is_empty() {
+        return Err(format!("accepted but not denied at IAM: {undenied:?}"));
+    }
     let unexpected: Vec<_> = flooded
         .statuses
         .keys()
@@ -196,6 +204,50 @@ async fn moto_ceiling(iam: &aws_sdk_iam::Client) -> Result<f64, String> {
         done.map_err(|e| e.to_string())??;
     }
     Ok(MOTO_CALLS as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The flood's breached resources that no deny on their agent's role names (read at IAM).
+async fn undenied(iam: &aws_sdk_iam::Client, total: usize) -> Result<Vec<String>, String> {
+    let error = |e: aws_sdk_iam::Error| format!("{}", aws_sdk_iam::error::DisplayErrorContext(e));
+    let mut denied = std::collections::HashSet::new();
+    for a in 1..=AGENTS {
+        let role = format!("agent-{a}");
+        let names = iam
+            .list_role_policies()
+            .role_name(&role)
+            .send()
+            .await
+            .map_err(|e| error(e.into()))?
+            .policy_names;
+        for name in names.iter().filter(|n| n.starts_with("firebreak-")) {
+            let document = iam
+                .get_role_policy()
+                .role_name(&role)
+                .policy_name(name)
+                .send()
+                .await
+                .map_err(|e| error(e.into()))?
+                .policy_document;
+            let document = firebreak_e2e::decode_policy(&document);
+            for statement in document["Statement"].as_array().into_iter().flatten() {
+                if statement["Effect"] != "Deny" {
+                    continue;
+                }
+                let resources = match &statement["Resource"] {
+                    serde_json::Value::Array(r) => r.clone(),
+                    one => vec![one.clone()],
+                };
+                for r in resources.iter().filter_map(|r| r.as_str()) {
+                    denied.insert((a, r.to_string()));
+                }
+            }
+        }
+    }
+    Ok((0..total)
+        .map(|i| (1 + i % AGENTS, format!("arn:aws:s3:::exfil-{i}/*")))
+        .filter(|key| !denied.contains(key))
+        .map(|(a, r)| format!("agent-{a} {r}"))
+        .collect())
 }
 
 fn body(id: &str, agent: usize, resource: &str) -> Result<Bytes, String> {

@@ -212,15 +212,22 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Sends `signal` (e.g. `HUP`, `TERM`) to the daemon's process, by its PID.
+    /// Sends `signal` (`HUP`, `TERM` or `KILL`) to the daemon's process, by its PID. A direct
+    /// syscall, not a `kill` process: a crash test's kill lands when it says, not a fork later.
     pub fn signal(&self, signal: &str) -> Result<()> {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .context("cannot run kill")?;
-        if !status.success() {
-            bail!("kill -{signal} {} failed: {status}", self.child.id());
+        let number = match signal {
+            "HUP" => libc::SIGHUP,
+            "TERM" => libc::SIGTERM,
+            "KILL" => libc::SIGKILL,
+            other => bail!("no such signal in the harness: {other}"),
+        };
+        let pid = libc::pid_t::try_from(self.child.id()).context("pid out of range")?;
+        // SAFETY: kill(2) takes plain integers; the pid is our own child, not yet reaped.
+        if unsafe { libc::kill(pid, number) } != 0 {
+            bail!(
+                "kill -{signal} {pid} failed: {}",
+                std::io::Error::last_os_error()
+            );
         }
         Ok(())
     }
