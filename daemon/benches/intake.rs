@@ -16,8 +16,7 @@
 //!   cargo bench -p firebreak --bench intake
 //!   INTAKE_ALERTS=10000 cargo bench -p firebreak --bench intake
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,7 +26,7 @@ use firebreak_e2e::{daemon::aws_env, moto::Moto, seed_role};
 // Shared by the HTTP benches; each uses its part.
 #[allow(dead_code)]
 mod driver;
-use driver::{free_port, get, incident_count, runtime, Load, Server};
+use driver::{free_port, get, incident_count, runtime, serve, Load};
 
 // The AWS agents of the end-to-end tests: role, trust, envelope and alert.
 #[allow(dead_code)]
@@ -81,19 +80,18 @@ async fn run() -> Result<(), String> {
         .map_err(|e| format!("{e:#}"))?
         .len();
     let port = free_port()?;
-    let config = workspace(dir.path(), port, &moto.endpoint())?;
-    let daemon = Server::spawn(
-        Command::new(BIN)
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .envs(aws_env())
-            .env("FIREBREAK_LOG", "warn"),
+    envelopes(dir.path())?;
+    let (daemon, token) = serve(
+        dir.path(),
         port,
+        &format!(", maxPlanning: {MAX_PLANNING}"),
+        &format!(
+            "{{enabled: true, region: us-east-1, endpoint: {:?}, verifyDeadline: 5m}}",
+            moto.endpoint()
+        ),
+        &aws_env(),
     )?;
-    let token = std::fs::read_to_string(dir.path().join("data/api-token"))
-        .map_err(|e| format!("no API token: {e}"))?;
-    let token = token.trim();
+    let token = token.as_str();
 
     let probe = vec![body("probe", 0, "arn:aws:s3:::probe/*")?];
     Arc::new(Load::new(port, token, probe.clone(), 1))
@@ -268,8 +266,8 @@ async fn wait_contained(port: u16, token: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// One envelope per agent and a config on `port` with AWS IAM at `endpoint`.
-fn workspace(dir: &Path, port: u16, endpoint: &str) -> Result<PathBuf, String> {
+/// One envelope per agent, each naming its role.
+fn envelopes(dir: &Path) -> Result<(), String> {
     let envelopes = dir.join("data/envelopes");
     std::fs::create_dir_all(&envelopes).map_err(|e| e.to_string())?;
     for a in 0..=AGENTS {
@@ -280,17 +278,5 @@ fn workspace(dir: &Path, port: u16, endpoint: &str) -> Result<PathBuf, String> {
         )
         .map_err(|e| e.to_string())?;
     }
-    let config = dir.join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen: 127.0.0.1:{port}\ndataDir: {:?}\nenvelopes: ~\nrunbooks: ~\n\
-             api: {{tokenFile: ~, maxBodyBytes: 65536, maxPlanning: {MAX_PLANNING}}}\n\
-             budget: {{globalPerMinute: 1000000, namespacePerMinute: 1000000, agentPerMinute: 1000000}}\n\
-             aws: {{enabled: true, region: us-east-1, endpoint: {endpoint:?}, verifyDeadline: 5m}}\n",
-            dir.join("data").display().to_string()
-        ),
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(config)
+    Ok(())
 }

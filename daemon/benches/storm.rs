@@ -19,7 +19,7 @@ use bytes::Bytes;
 // Shared by the HTTP benches; each uses its part.
 #[allow(dead_code)]
 mod driver;
-use driver::{drive, free_port, incident_count, Load, Server};
+use driver::{drive, free_port, incident_count, serve, Load, Server};
 
 const AGENTS: usize = 100;
 const DISTINCT: usize = 1_000;
@@ -79,23 +79,21 @@ fn run() -> Result<(), String> {
     drop(bare);
 
     let port = free_port()?;
-    let config = workspace(dir.path(), port)?;
-    let daemon = Server::spawn(
-        Command::new(env!("CARGO_BIN_EXE_firebreak"))
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .env("FIREBREAK_LOG", "warn"),
+    envelopes(dir.path())?;
+    let (daemon, token) = serve(
+        dir.path(),
         port,
+        "",
+        "{enabled: false, region: us-east-1, endpoint: ~, verifyDeadline: 5m}",
+        &[],
     )?;
-    let token = std::fs::read_to_string(dir.path().join("data/api-token"))
-        .map_err(|e| format!("no API token: {e}"))?;
-    let mut daemon_run = drive(Load::new(port, token.trim(), bodies(), total), CONNECTIONS)?;
+    let token = token.as_str();
+    let mut daemon_run = drive(Load::new(port, token, bodies(), total), CONNECTIONS)?;
     let peak = daemon.peak_rss_kib();
     let journal = std::fs::metadata(dir.path().join("data/journal.db"))
         .map(|m| m.len())
         .unwrap_or(0);
-    let incidents = incident_count(port, token.trim())?;
+    let incidents = incident_count(port, token)?;
     drop(daemon);
 
     println!(
@@ -141,9 +139,9 @@ fn alert(i: usize) -> Bytes {
     ))
 }
 
-/// A data dir with one envelope per agent and a config on `port`; no control plane is enabled,
-/// so each distinct alert is journaled, planned and escalated.
-fn workspace(dir: &Path, port: u16) -> Result<std::path::PathBuf, String> {
+/// One envelope per agent; no control plane is enabled, so each distinct alert is journaled,
+/// planned and escalated.
+fn envelopes(dir: &Path) -> Result<(), String> {
     let envelopes = dir.join("data/envelopes");
     std::fs::create_dir_all(&envelopes).map_err(|e| e.to_string())?;
     for a in 0..AGENTS {
@@ -155,15 +153,5 @@ fn workspace(dir: &Path, port: u16) -> Result<std::path::PathBuf, String> {
         )
         .map_err(|e| e.to_string())?;
     }
-    let config = dir.join("config.yaml");
-    let text = firebreak_config(dir, port);
-    std::fs::write(&config, text).map_err(|e| e.to_string())?;
-    Ok(config)
-}
-
-fn firebreak_config(dir: &Path, port: u16) -> String {
-    format!(
-        "listen: 127.0.0.1:{port}\ndataDir: {:?}\nenvelopes: ~\nrunbooks: ~\napi: {{tokenFile: ~, maxBodyBytes: 65536}}\nbudget: {{globalPerMinute: 1000000, namespacePerMinute: 1000000, agentPerMinute: 1000000}}\naws: {{enabled: false, region: us-east-1, endpoint: ~, verifyDeadline: 5m}}\n",
-        dir.join("data").display().to_string()
-    )
+    Ok(())
 }

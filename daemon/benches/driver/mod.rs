@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::TcpListener;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -213,6 +214,42 @@ pub fn incident_count(port: u16, token: &str) -> Result<usize, String> {
     Ok(get(port, token, "/v1/incidents")?
         .matches("\"openedAt\":")
         .count())
+}
+
+/// The real `firebreak serve` (log level warn) on `port` with its data under `dir`, envelopes
+/// already in `dir/data/envelopes`, the budget out of the way; `api` adds keys to the `api`
+/// section, `aws` is the whole `aws` section. Returns the server and its API token.
+pub fn serve(
+    dir: &Path,
+    port: u16,
+    api: &str,
+    aws: &str,
+    envs: &[(&str, &str)],
+) -> Result<(Server, String), String> {
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:{port}\ndataDir: {:?}\nenvelopes: ~\nrunbooks: ~\n\
+             api: {{tokenFile: ~, maxBodyBytes: 65536{api}}}\n\
+             budget: {{globalPerMinute: 1000000, namespacePerMinute: 1000000, agentPerMinute: 1000000}}\n\
+             aws: {aws}\n",
+            dir.join("data").display().to_string()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let server = Server::spawn(
+        Command::new(env!("CARGO_BIN_EXE_firebreak"))
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .envs(envs.iter().copied())
+            .env("FIREBREAK_LOG", "warn"),
+        port,
+    )?;
+    let token = std::fs::read_to_string(dir.join("data/api-token"))
+        .map_err(|e| format!("no API token: {e}"))?;
+    Ok((server, token.trim().to_string()))
 }
 
 /// A server process, killed when dropped.
